@@ -1,0 +1,296 @@
+"""The provider contract: what a backend plugin implements.
+
+A plugin registers one :class:`BackendProvider` subclass per backend through the
+``register_backends`` hook. Everything that does I/O is ``async`` on the
+provider or on the :class:`BackendSession` it opens (pluggy hooks stay sync).
+
+The stream interface (used by the migration engine) works on one record model
+for every backend:
+
+* a backend holds *stores* (:class:`StoreInfo`): KV namespaces, doc status,
+  the vector stores, graph nodes and graph edges, plus any extra store found;
+* :meth:`BackendSession.read` yields a store's records in batches, in a
+  deterministic order, from a resume position (``after``: the ``cursor`` of the
+  last record already copied);
+* :meth:`BackendSession.write_batch` upserts a batch by key (idempotent) and
+  commits the job's checkpoint with it when the backend can (same transaction);
+* ``prepare_target`` / ``finish_store`` / ``finish_target`` bracket a copy so a
+  backend can defer index builds or rename files into place atomically.
+
+Payloads are in LightRAG's *current* layout (the reader normalises old
+layouts), so any reader can feed any writer.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Dict, List, Optional
+
+if TYPE_CHECKING:  # numpy is only needed by vector stores at run time
+    import numpy as np
+
+    from .migration.job import MigrationJob
+    from .models import BackendConfig, StorageMetrics
+
+
+class StoreKind(str, Enum):
+    KV = "kv"
+    DOC_STATUS = "doc_status"
+    VECTOR = "vector"
+    GRAPH_NODES = "graph_nodes"
+    GRAPH_EDGES = "graph_edges"
+
+
+# Migration order: every KV store, doc status, vectors, then nodes before edges.
+KIND_ORDER = {
+    StoreKind.KV: 0,
+    StoreKind.DOC_STATUS: 1,
+    StoreKind.VECTOR: 2,
+    StoreKind.GRAPH_NODES: 3,
+    StoreKind.GRAPH_EDGES: 4,
+}
+
+# LightRAG's standard namespaces (lightrag-hku 1.5.7), by kind.
+STANDARD_KV_NAMESPACES = (
+    "full_docs",
+    "text_chunks",
+    "llm_response_cache",
+    "full_entities",
+    "full_relations",
+    "entity_chunks",
+    "relation_chunks",
+)
+STANDARD_VECTOR_NAMESPACES = ("chunks", "entities", "relationships")
+GRAPH_NAMESPACE = "chunk_entity_relation"
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """One store of a backend. ``name`` is unique within a backend and stable across backends."""
+
+    namespace: str  # LightRAG namespace: "full_docs", "doc_status", "entities", "chunk_entity_relation", "parse_cache"
+    kind: StoreKind
+    embedding_dim: Optional[int] = None  # vector stores only
+
+    @property
+    def name(self) -> str:
+        if self.kind is StoreKind.GRAPH_NODES:
+            return f"{self.namespace}.nodes"
+        if self.kind is StoreKind.GRAPH_EDGES:
+            return f"{self.namespace}.edges"
+        return self.namespace
+
+    @property
+    def standard(self) -> bool:
+        return (
+            self.namespace in STANDARD_KV_NAMESPACES
+            or self.namespace in STANDARD_VECTOR_NAMESPACES
+            or self.namespace in ("doc_status", GRAPH_NAMESPACE)
+        )
+
+    def sort_key(self) -> tuple:
+        return (KIND_ORDER[self.kind], self.namespace)
+
+
+def edge_key(source: str, target: str) -> str:
+    """Canonical key of an undirected edge: the sorted pair joined like LightRAG's relation keys."""
+    lo, hi = sorted((source, target))
+    return f"{lo}<SEP>{hi}"
+
+
+@dataclass
+class Record:
+    """One record of one store.
+
+    * KV / doc status: ``payload`` is the stored object (``_id`` not included).
+    * vector: ``payload`` holds the meta fields (``__id__`` excluded, it is the
+      key; ``__created_at__`` kept), ``vector`` the float32 row.
+    * graph nodes: key = node id (entity name), payload = node attributes.
+    * graph edges: key = :func:`edge_key`, payload = edge attributes plus
+      ``"source"`` and ``"target"`` (the endpoints as written).
+    """
+
+    store: str
+    key: str
+    payload: Dict[str, Any]
+    vector: Optional["np.ndarray"] = None  # 1-D float32
+    cursor: Optional[str] = None  # resume position in the reading backend's order (defaults to key)
+
+    @property
+    def position(self) -> str:
+        return self.cursor if self.cursor is not None else self.key
+
+
+@dataclass
+class RejectedRecord:
+    """A record a reader or writer could not take; written to the job's rejects file, never dropped."""
+
+    store: str
+    key: Optional[str]
+    reason: str
+    location: Optional[str] = None  # file and byte offset, table, ...
+    cursor: Optional[str] = None
+
+
+@dataclass
+class ReadBatch:
+    """What :meth:`BackendSession.read` yields: good records and the rejected ones, in order."""
+
+    records: List[Record] = field(default_factory=list)
+    rejected: List[RejectedRecord] = field(default_factory=list)
+    cursor: Optional[str] = None  # position after this batch (last record or rejected item)
+
+
+@dataclass
+class Check:
+    """One validation check: what was checked, whether it passed, and the fix when it did not."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    fix: str = ""
+
+
+class BackendSession(abc.ABC):
+    """An open connection to one backend location (a working dir + workspace, a database + workspace).
+
+    Use as ``async with provider.open(config) as session:``.
+    """
+
+    async def __aenter__(self) -> "BackendSession":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:  # noqa: B027 - optional
+        """Open connections. Raise ConnectionFailure with the fix when unreachable."""
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Release connections. Must be safe to call twice."""
+
+    # -- reading -------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def list_stores(self) -> List[StoreInfo]:
+        """Every store present, standard or extra, sorted by :meth:`StoreInfo.sort_key`."""
+
+    @abc.abstractmethod
+    async def count(self, store: StoreInfo) -> int:
+        """Number of records in a store (cheap where the backend allows)."""
+
+    @abc.abstractmethod
+    def read(self, store: StoreInfo, after: Optional[str] = None, batch_size: int = 1000) -> AsyncIterator[ReadBatch]:
+        """Yield the store's records in deterministic order, starting after cursor ``after``.
+
+        Bad records are yielded as :class:`RejectedRecord` in the batch, not
+        raised, so the good ones are still accounted for. An unreadable store
+        (truncated file, lost connection) raises SourceError naming the file or
+        table and the byte offset or key.
+        """
+
+    def lossy_fields(self, store: StoreInfo) -> Dict[str, str]:
+        """Payload fields this backend cannot hold for ``store`` (field -> reason).
+
+        The engine reports them before copying and leaves them out of the
+        verification digest on both sides.
+        """
+        return {}
+
+    # -- writing -------------------------------------------------------------
+
+    async def is_empty(self) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} cannot be a migration target")
+
+    async def prepare_target(self, stores: List[StoreInfo], job: "MigrationJob", *, force: bool) -> None:
+        """Get ready to receive ``stores`` (create schema, defer indexes, clean a resumed partial write).
+
+        Called on a fresh job and on every resume; ``job.checkpoints`` says what is committed.
+        With ``force`` an existing target's stores are replaced.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be a migration target")
+
+    async def write_batch(self, store: StoreInfo, records: List[Record], job: "MigrationJob") -> None:
+        """Upsert ``records`` by key, then commit ``job`` (whose checkpoint for ``store`` already
+        counts this batch) atomically with them where the backend can. A backend that needs a
+        position to resume exactly sets ``job.checkpoint(store.name).target_position``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be a migration target")
+
+    async def finish_store(self, store: StoreInfo, job: "MigrationJob") -> None:  # noqa: B027
+        """The store is complete: build deferred indexes, move files into place."""
+
+    async def finish_target(self, job: "MigrationJob") -> None:  # noqa: B027
+        """Every store is complete."""
+
+    # -- jobs kept in the target (optional) ---------------------------------
+
+    async def load_job(self, job_id: str) -> Optional["MigrationJob"]:
+        """The job as committed with the data, for backends that store it (PostgreSQL, MongoDB)."""
+        return None
+
+    async def save_job(self, job: "MigrationJob") -> None:  # noqa: B027
+        """Persist job state outside a batch (status changes)."""
+
+
+class BackendProvider(abc.ABC):
+    """A storage backend. Subclass it and register the class from ``register_backends``."""
+
+    #: backend name, e.g. "json", "postgres"; the registry's ``backend_type``
+    name: ClassVar[str]
+    #: one line for ``hybridrag-backends plugins``
+    description: ClassVar[str] = ""
+    #: URL schemes this backend claims as TARGETs, e.g. ("postgresql", "postgres")
+    url_schemes: ClassVar[tuple] = ()
+
+    def claims_path(self, path: Path) -> bool:
+        """True when a filesystem path is this backend's (the JSON provider claims LightRAG dirs)."""
+        return False
+
+    @abc.abstractmethod
+    def config_from_target(self, target: str, *, workspace: Optional[str] = None) -> "BackendConfig":
+        """Build a BackendConfig from a URL or path this provider claims."""
+
+    @abc.abstractmethod
+    def describe(self, config: "BackendConfig") -> str:
+        """A credential-free location string; equal strings mean the same place (used to refuse
+        migrating a database onto itself)."""
+
+    @abc.abstractmethod
+    def storage_classes(self, config: "BackendConfig") -> Dict[str, str]:
+        """LightRAG storage class names: kv_storage, vector_storage, graph_storage, doc_status_storage."""
+
+    @abc.abstractmethod
+    def env_vars(self, config: "BackendConfig") -> Dict[str, str]:
+        """Environment variables LightRAG reads for this backend (secrets included, resolved)."""
+
+    def secret_env_vars(self) -> tuple:
+        """Names in :meth:`env_vars` whose values are secret (masked unless --show-secrets)."""
+        return ()
+
+    def lightrag_kwargs(self, config: "BackendConfig") -> Dict[str, Any]:
+        """Keyword arguments for ``LightRAG(...)``: storage class names, plus working_dir /
+        workspace where the backend uses them."""
+        kwargs: Dict[str, Any] = dict(self.storage_classes(config))
+        if config.working_dir:
+            kwargs["working_dir"] = config.working_dir
+        return kwargs
+
+    @abc.abstractmethod
+    async def validate(self, config: "BackendConfig") -> List[Check]:
+        """Check the config against reality (path exists, server reachable, extensions...)."""
+
+    @abc.abstractmethod
+    async def metrics(self, config: "BackendConfig") -> "StorageMetrics":
+        """Sizes, counts and health. Must stay fast and memory-bounded on large data."""
+
+    def open(self, config: "BackendConfig") -> BackendSession:
+        """A session for the stream interface (reading, and writing where supported)."""
+        raise NotImplementedError(f"backend {self.name!r} has no stream interface")
+
+    def status_notes(self, config: "BackendConfig") -> List[str]:
+        """Extra lines for ``status --verbose`` (e.g. what was verified against a real server)."""
+        return []

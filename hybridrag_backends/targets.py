@@ -1,0 +1,76 @@
+"""Resolve a TARGET (registry name, JSON working-dir path, or URL) to a provider and config.
+
+Order: a URL whose scheme a provider claims; a registry entry with that name;
+a filesystem path some provider claims (the JSON provider claims LightRAG
+working dirs). Anything else is NotFoundError with the three forms spelled out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .errors import NotFoundError
+from .models import BackendConfig
+from .plugins import get_manager
+from .provider import BackendProvider
+from .secrets import redact
+
+
+@dataclass
+class ResolvedTarget:
+    provider: BackendProvider
+    config: BackendConfig
+    name: Optional[str] = None  # registry name, when it came from the registry
+
+    @property
+    def location(self) -> str:
+        """Credential-free description; equal strings mean the same place."""
+        return self.provider.describe(self.config)
+
+
+def resolve_target(target: str, *, workspace: Optional[str] = None, registry_path: Optional[str] = None) -> ResolvedTarget:
+    manager = get_manager()
+    if "://" in target:
+        provider = manager.provider_for_url(target)
+        if provider is None:
+            scheme = target.split("://", 1)[0]
+            claimed = sorted(s for p in manager.providers.values() for s in p.url_schemes)
+            raise NotFoundError(
+                f"no installed backend handles {scheme}:// URLs (handled: {', '.join(claimed) or 'none'}); "
+                f"install the plugin for it, e.g. pip install 'hybridrag-backends[all]'"
+            )
+        return ResolvedTarget(provider, provider.config_from_target(target, workspace=workspace))
+
+    from .registry import Registry
+
+    registry = Registry.load(registry_path)
+    entry = registry.get(target)
+    if entry is not None:
+        config = entry.get_backend_config()
+        if workspace is not None:
+            config = _with_workspace(config, workspace)
+        return ResolvedTarget(manager.get(config.backend_type), config, name=entry.name)
+
+    path = Path(target).expanduser()
+    if path.exists():
+        for provider in manager.providers.values():
+            if provider.claims_path(path):
+                return ResolvedTarget(provider, provider.config_from_target(str(path), workspace=workspace))
+        raise NotFoundError(
+            f"{redact(target)} exists but is not a LightRAG working dir any installed backend recognises "
+            f"(expected kv_store_*.json / vdb_*.json / graph_*.graphml files)"
+        )
+    raise NotFoundError(
+        f"{redact(target)!s} is not a registered database, an existing path, or a URL; "
+        f"see 'hybridrag-backends db list', or give a working dir or a postgresql:// / mongodb:// URL"
+    )
+
+
+def _with_workspace(config: BackendConfig, workspace: str) -> BackendConfig:
+    import dataclasses
+
+    if str(config.backend_type) == "postgres":
+        return dataclasses.replace(config, postgres_workspace=workspace)
+    return dataclasses.replace(config, workspace=workspace)

@@ -1,0 +1,1 @@
+"""hybridrag-backends json provider plugin."""

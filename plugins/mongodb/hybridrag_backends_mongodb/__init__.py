@@ -1,0 +1,1 @@
+"""hybridrag-backends mongodb provider plugin."""

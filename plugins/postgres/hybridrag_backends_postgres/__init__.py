@@ -1,0 +1,1 @@
+"""hybridrag-backends postgres provider plugin."""
