@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import NotFoundError
-from .models import BackendConfig
+from .models import BackendConfig, BackendType
 from .plugins import get_manager
 from .provider import BackendProvider
 from .secrets import redact
@@ -30,7 +30,15 @@ class ResolvedTarget:
         return self.provider.describe(self.config)
 
 
-def resolve_target(target: str, *, workspace: Optional[str] = None, registry_path: Optional[str] = None) -> ResolvedTarget:
+def resolve_target(
+    target: str,
+    *,
+    workspace: Optional[str] = None,
+    registry_path: Optional[str] = None,
+    for_write: bool = False,
+) -> ResolvedTarget:
+    """``for_write``: a path that does not exist yet (or an empty dir) is a new database of the
+    default backend (JSON), so ``migrate --to ./new_dir`` works."""
     manager = get_manager()
     if "://" in target:
         provider = manager.provider_for_url(target)
@@ -54,6 +62,9 @@ def resolve_target(target: str, *, workspace: Optional[str] = None, registry_pat
         return ResolvedTarget(manager.get(config.backend_type), config, name=entry.name)
 
     path = Path(target).expanduser()
+    if for_write and (not path.exists() or (path.is_dir() and not any(path.iterdir()))):
+        provider = manager.get(BackendType.default())
+        return ResolvedTarget(provider, provider.config_from_target(str(path), workspace=workspace))
     if path.exists():
         for provider in manager.providers.values():
             if provider.claims_path(path):
