@@ -238,9 +238,10 @@ def parse_postgres_uri(uri: str) -> Dict[str, Any]:
     sslmode = query.get("sslmode", [None])[-1]
     if sslmode is not None and sslmode not in SSL_MODES:
         raise ConfigError("connection_string", shown, "sslmode must be one of " + ", ".join(SSL_MODES))
-    database = unquote(parts.path[1:]) if parts.path.startswith("/") else unquote(parts.path)
-    if "/" in database:
-        raise ConfigError("connection_string", shown, "database name must not contain '/'")
+    raw_database = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if "/" in raw_database:  # checked before decoding: an encoded %2F is a legal name character
+        raise ConfigError("connection_string", shown, "database name must not contain '/' (percent-encode it as %2F)")
+    database = unquote(raw_database)
     return {
         "host": parts.hostname,
         "port": port,
@@ -273,14 +274,22 @@ class DatabaseEntry:
             raise ConfigError("name", self.name, "must be letters, digits, '_', '.' or '-' (at most 128)")
         self.watch_interval = _check_int("watch_interval", self.watch_interval, 1, 10**7)
 
-    def get_backend_config(self) -> BackendConfig:
+    def get_backend_config(self, env: Optional[Dict[str, str]] = None) -> BackendConfig:
         """Construct BackendConfig from stored settings.
 
         For a JSON entry the entry's ``path`` is the working dir unless the
-        config names one.
+        config names one. ``${VAR}`` password references (how the registry
+        stores passwords) are resolved from ``env`` (default ``os.environ``).
         """
+        from .secrets import resolve_env_refs, resolve_uri_refs
+
         stored = dict(self.backend_config or {})
         stored.pop("backend_type", None)
+        if "postgres_password" in stored:
+            stored["postgres_password"] = resolve_env_refs(stored["postgres_password"], env, field="postgres_password")
+        for key in ("connection_string", "mongo_uri"):
+            if key in stored:
+                stored[key] = resolve_uri_refs(stored[key], env, field=key)
         cfg = BackendConfig(backend_type=self.backend_type, **stored)
         if cfg.working_dir is None and backend_name(self.backend_type) == "json":
             cfg.working_dir = self.path

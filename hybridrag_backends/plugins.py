@@ -86,9 +86,10 @@ class BackendManager:
             try:
                 obj = ep.load()
                 self.register_plugin(obj, name=ep.name)
+                # per plugin, so a misspelled hook is blamed on (and skips) only the plugin that has it
+                self.pm.check_pending()
             except Exception as exc:  # one broken plugin must not break the rest
                 self._fail(info, exc)
-        self.pm.check_pending()
 
     def register_plugin(self, obj: object, name: str) -> None:
         """Register a plugin object (module or instance) and collect its providers."""

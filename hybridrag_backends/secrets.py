@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -26,13 +26,13 @@ def redact(text: object) -> str:
 
     def _mask_userinfo(m: re.Match[str]) -> str:
         userinfo = m.group("userinfo")
-        user = userinfo.split(":", 1)[0]
-        if ":" in userinfo:
+        user, sep, password = userinfo.partition(":")
+        if sep and not is_env_ref(password):  # a ${VAR} reference names a variable, not a secret
             return f"{m.group('scheme')}{user}:{MASK}@"
         return m.group(0)
 
     out = _URL_CRED.sub(_mask_userinfo, str(text))
-    return _KEYVAL_PW.sub(lambda m: f"{m.group(1)}={MASK}", out)
+    return _KEYVAL_PW.sub(lambda m: m.group(0) if is_env_ref(m.group(2)) else f"{m.group(1)}={MASK}", out)
 
 
 def strip_password(url: str) -> str:
@@ -66,3 +66,38 @@ def resolve_env_refs(value: str | None, env: dict[str, str] | None = None, *, fi
     if name not in env:
         raise ConfigError(field, value, f"environment variable {name} is not set", f"export {name}=... before running")
     return env[name]
+
+
+def _split_netloc(netloc: str) -> tuple[str | None, str | None, str]:
+    """(raw user, raw password, host[:port]) of a netloc, still percent-encoded."""
+    if "@" not in netloc:
+        return None, None, netloc
+    userinfo, host = netloc.rsplit("@", 1)
+    user, sep, password = userinfo.partition(":")
+    return user, (password if sep else None), host
+
+
+def uri_password_to_ref(uri: str, var: str) -> tuple[str, bool]:
+    """Replace a literal password in ``uri`` by ``${var}``; True when one was replaced.
+
+    This is how a URI is stored in the registry: ``postgresql://me:${POSTGRES_PASSWORD}@host/db``.
+    """
+    parts = urlsplit(uri)
+    user, password, host = _split_netloc(parts.netloc)
+    if password is None or is_env_ref(password):
+        return uri, False
+    netloc = f"{user}:${{{var}}}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), True
+
+
+def resolve_uri_refs(uri: str | None, env: dict[str, str] | None = None, *, field: str = "uri") -> str | None:
+    """Put the value of ``${NAME}`` back into a URI's password position (percent-encoded)."""
+    if uri is None:
+        return None
+    parts = urlsplit(uri)
+    user, password, host = _split_netloc(parts.netloc)
+    if password is None or not is_env_ref(password):
+        return uri
+    value = resolve_env_refs(password, env, field=field) or ""
+    netloc = f"{user}:{quote(value, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

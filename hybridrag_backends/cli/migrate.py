@@ -1,5 +1,370 @@
-"""migrate / jobs commands (filled in by the migration engine work)."""
+"""``migrate``, ``jobs`` and ``jobs show``, mounted on the root group by :func:`add_migrate_commands`.
+
+Exit codes: 0 done, 1 not found, 2 source error, 3 target error, 4 verification
+failed, 5 interrupted with the checkpoint saved (Ctrl-C or SIGTERM: the batch in
+flight is committed, the job is PAUSED; a second Ctrl-C abandons the batch in
+flight, which the target drops on resume).
+
+``--json`` shapes (stable; keys are sorted on output):
+
+``migrate --json`` (also on failure, then with ``error`` set)::
+
+    {"job_id": str|null, "status": "completed"|"failed"|"paused"|null, "dry_run": bool,
+     "exit_code": int, "error": str|null,
+     "plan": {"source": str, "target": str, "target_empty": bool, "total_records": int,
+              "total_bytes": int|null, "absent_standard_files": [str],
+              "stores": [{"store": str, "kind": str, "records": int, "bytes": int|null,
+                          "embedding_dim": int|null, "lossy_fields": {field: reason},
+                          "problem": str|null}]} | null,
+     "total_records": int, "migrated_records": int, "failed_records": int,
+     "stores": [{"store": str, "total": int, "migrated": int, "rejected": int, "done": bool}],
+     "verification": {"ok": bool, "failed_stores": [str],
+                      "stores": {name: {"store", "ok", "source_count", "target_count", "rejected",
+                                        "source_digest", "target_digest", "lossy_fields", "examples"}}} | null,
+     "rejects_file": str|null, "elapsed_seconds": float}
+
+``jobs --json``::
+
+    {"jobs": [{"job_id", "status", "source", "target", "source_backend", "target_backend",
+               "created_at", "started_at", "completed_at", "total_records", "migrated_records",
+               "failed_records", "progress_percent", "current_store", "last_error"}]}
+
+``jobs show JOB_ID --json``::
+
+    {"job": <MigrationJob.to_dict()>, "rejects_file": str|null, "rejects": [first 20 rejects]}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import HybridRAGBackendsError
+from ..migration import jobstore
+from ..migration.engine import MigrationPlan, ProgressListener, StorePlan, migrate
+from ..migration.job import MigrationCheckpoint, MigrationJob
+from ..migration.verify import StoreVerification
+from ..models import human_size
+from ..secrets import redact
+from ..targets import resolve_target
+from .output import console, emit_json, error_line
+
+PLAIN_INTERVAL_S = 2.0  # how often plain (non-terminal) output reports a store's progress
 
 
-def add_migrate_commands(cli) -> None:  # noqa: ANN001
-    return None
+class _RateColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} rec/s" if speed else "", style="progress.data.speed")
+
+
+class _PlanRecorder(ProgressListener):
+    def __init__(self) -> None:
+        self.plan_seen: Optional[MigrationPlan] = None
+
+    def plan(self, plan: MigrationPlan) -> None:
+        self.plan_seen = plan
+
+
+class PlainProgress(_PlanRecorder):
+    """One line per event (and per store every few seconds): for logs, pipes and CI."""
+
+    def __init__(self, echo: Callable[[str], None], show_plan: bool = True) -> None:
+        super().__init__()
+        self.echo = echo
+        self.show_plan = show_plan
+        self._last = 0.0
+        self._started = 0.0
+
+    def plan(self, plan: MigrationPlan) -> None:
+        super().plan(plan)
+        if not self.show_plan:  # a dry run prints the full plan instead
+            return
+        size = f", {human_size(plan.total_bytes)}" if plan.total_bytes is not None else ""
+        self.echo(f"plan: {len(plan.stores)} stores, {plan.total_records} records{size}: {plan.source} -> {plan.target}")
+
+    def job_started(self, job: MigrationJob, resumed: bool) -> None:
+        self.echo(f"job {job.job_id} {'resumed' if resumed else 'started'}")
+
+    def store_started(self, store: StorePlan, cp: MigrationCheckpoint) -> None:
+        self._started = self._last = time.monotonic()
+        resume = f" (resuming after {cp.migrated_count + cp.rejected_count})" if cp.last_key is not None else ""
+        count = "?" if store.count is None else store.count
+        self.echo(f"{store.store.name}: copying {count} records{resume}")
+
+    def batch(self, store: StorePlan, cp: MigrationCheckpoint) -> None:
+        now = time.monotonic()
+        if now - self._last >= PLAIN_INTERVAL_S:
+            self._last = now
+            done = cp.migrated_count + cp.rejected_count
+            pct = f" ({100.0 * done / store.count:.1f}%)" if store.count else ""
+            self.echo(f"{store.store.name}: {done}/{'?' if store.count is None else store.count}{pct}")
+
+    def store_finished(self, store: StorePlan, cp: MigrationCheckpoint) -> None:
+        rejected = f", {cp.rejected_count} rejected" if cp.rejected_count else ""
+        self.echo(f"{store.store.name}: done, {cp.migrated_count} copied{rejected}")
+
+    def store_verified(self, result: StoreVerification) -> None:
+        verdict = "ok" if result.ok else f"MISMATCH (source {result.source_count}, target {result.target_count})"
+        self.echo(f"verify {result.store}: {verdict}")
+
+
+class RichProgress(PlainProgress):
+    """A bar per store with rate and ETA (terminal only)."""
+
+    def __init__(self, show_plan: bool = True) -> None:
+        super().__init__(lambda line: console.print(line, markup=False), show_plan)
+        self.bars = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task: Optional[int] = None
+
+    def store_started(self, store: StorePlan, cp: MigrationCheckpoint) -> None:
+        if not self.bars.live.is_started:
+            self.bars.start()
+        done = cp.migrated_count + cp.rejected_count
+        self._task = self.bars.add_task(store.store.name, total=None if store.count is None else max(store.count, done), completed=done)
+
+    def batch(self, store: StorePlan, cp: MigrationCheckpoint) -> None:
+        if self._task is not None:
+            self.bars.update(self._task, completed=cp.migrated_count + cp.rejected_count)
+
+    def store_finished(self, store: StorePlan, cp: MigrationCheckpoint) -> None:
+        if self._task is not None:
+            done = cp.migrated_count + cp.rejected_count
+            self.bars.update(self._task, total=done, completed=done)
+
+    def verify_started(self, stores: List[Any]) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.bars.live.is_started:
+            self.bars.stop()
+
+
+def _run_interruptible(make: Callable[[asyncio.Event], Any], on_first_signal: Callable[[], None]) -> Any:
+    """Run the engine with SIGINT/SIGTERM turned into a clean stop: the first signal lets the batch
+    in flight commit and pauses the job; a second one cancels at once (still PAUSED, exit 5)."""
+
+    async def main() -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_signal() -> None:
+            if stop.is_set():
+                task.cancel()  # type: ignore[union-attr]
+            else:
+                stop.set()
+                on_first_signal()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            return await make(stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(main())
+
+
+def _job_result(job: Optional[MigrationJob]) -> Dict[str, Any]:
+    if job is None:
+        return {"job_id": None, "status": None, "total_records": 0, "migrated_records": 0, "failed_records": 0,
+                "stores": [], "verification": None, "rejects_file": None}
+    rejects = jobstore.rejects_path(job.job_id)
+    return {
+        "job_id": job.job_id,
+        "status": job.status.value,
+        "total_records": job.total_records,
+        "migrated_records": job.migrated_records,
+        "failed_records": job.failed_records,
+        "stores": [
+            {"store": cp.store_name, "total": cp.total_count, "migrated": cp.migrated_count,
+             "rejected": cp.rejected_count, "done": cp.done}
+            for cp in job.checkpoints
+        ],
+        "verification": job.verification,
+        "rejects_file": str(rejects) if rejects.exists() else None,
+    }
+
+
+def _print_plan(plan: MigrationPlan) -> None:
+    """Plain aligned text, never truncated (store names and paths must stay greppable)."""
+    echo = lambda line: console.print(line, markup=False, overflow="ignore", crop=False, soft_wrap=True)  # noqa: E731
+    echo(f"plan: {plan.source} -> {plan.target}")
+    echo(f"  {'store':<32} {'kind':<12} {'records':>10} {'size':>10}  not kept by the target")
+    for s in plan.stores:
+        lossy = ", ".join(f"{k} ({v})" for k, v in s.lossy_fields.items()) or "-"
+        size = human_size(s.bytes) if s.bytes is not None else "-"
+        count = "?" if s.count is None else f"{s.count:,}"
+        echo(f"  {s.store.name:<32} {s.store.kind.value:<12} {count:>10} {size:>10}  {lossy}")
+        if s.problem:
+            echo(f"    problem: {s.problem}")
+    total = f"{plan.total_records:,} records" + (f", {human_size(plan.total_bytes)}" if plan.total_bytes is not None else "")
+    echo(f"total: {total}")
+    echo(f"absent standard files: {', '.join(plan.absent_standard_files) or 'none'}")
+    echo(f"target: {'empty' if plan.target_empty else 'NOT empty (needs --force)'}")
+
+
+def _print_summary(job: MigrationJob, elapsed: float) -> None:
+    rate = job.migrated_records / elapsed if elapsed > 0 else 0.0
+    line = f"job {job.job_id} {job.status.value}: {job.migrated_records:,} records copied in {elapsed:.1f}s ({rate:,.0f} rec/s)"
+    if job.failed_records:
+        line += f", {job.failed_records} rejected (see {jobstore.rejects_path(job.job_id)})"
+    if job.verification is not None:
+        line += f"; verification {'passed' if job.verification.get('ok') else 'FAILED'} ({len(job.verification['stores'])} stores)"
+    else:
+        line += "; not verified (--no-verify)"
+    console.print(line, markup=False)
+
+
+@click.command("migrate")
+@click.option("--from", "source", required=True, metavar="SOURCE", help="Registry name, JSON working dir or URL.")
+@click.option("--to", "target", required=True, metavar="TARGET", help="Registry name, working dir (new or empty) or URL.")
+@click.option("--workspace", default=None, help="Workspace of the source (and of the target unless --target-workspace).")
+@click.option("--target-workspace", default=None, help="Workspace of the target.")
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=1000, show_default=True)
+@click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[JOB_ID]",
+              help="Continue a paused/failed job (default: the newest one for this source and target).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (stores, counts, sizes, absent files) and stop.")
+@click.option("--force", is_flag=True, help="Replace the stores of a target that already holds data.")
+@click.option("--no-verify", is_flag=True, help="Skip the count and digest comparison after the copy.")
+@click.option("--allow-rejects", is_flag=True, help="Complete the job even if some source records were rejected.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result (shape in the module docs).")
+def migrate_command(
+    source: str, target: str, workspace: Optional[str], target_workspace: Optional[str], batch_size: int,
+    resume: Optional[str], dry_run: bool, force: bool, no_verify: bool, allow_rejects: bool, as_json: bool,
+) -> None:
+    """Copy a whole LightRAG database to another backend or location, resumable and verified."""
+    started = time.monotonic()
+    if as_json:
+        listener: _PlanRecorder = _PlanRecorder()
+    elif console.is_terminal:
+        listener = RichProgress(show_plan=not dry_run)
+    else:
+        listener = PlainProgress(click.echo, show_plan=not dry_run)
+    job: Optional[MigrationJob] = None
+    error: Optional[HybridRAGBackendsError] = None
+    try:
+        src = resolve_target(source, workspace=workspace)
+        dst = resolve_target(
+            target, workspace=target_workspace if target_workspace is not None else workspace, for_write=True
+        )
+        result = _run_interruptible(
+            lambda stop: migrate(
+                src, dst, batch_size=batch_size, resume=resume, dry_run=dry_run, force=force,
+                verify=not no_verify, allow_rejects=allow_rejects, progress=listener, stop=stop,
+            ),
+            lambda: error_line("stopping after the batch in flight (Ctrl-C again to abandon it)"),
+        )
+        job = result.job
+    except HybridRAGBackendsError as exc:
+        error = exc
+        job = getattr(exc, "job", None)
+    finally:
+        if isinstance(listener, RichProgress):
+            listener.close()
+    elapsed = time.monotonic() - started
+    exit_code = error.exit_code if error is not None else 0
+    if as_json:
+        out = _job_result(job)
+        plan = listener.plan_seen
+        out.update(
+            dry_run=dry_run, plan=plan.to_dict() if plan else None, exit_code=exit_code,
+            error=" ".join(redact(error).split()) if error is not None else None, elapsed_seconds=round(elapsed, 3),
+        )
+        emit_json(out)
+    elif dry_run and listener.plan_seen is not None and error is None:
+        _print_plan(listener.plan_seen)
+    elif job is not None:
+        _print_summary(job, elapsed)
+    if error is not None:
+        error_line(error)
+        sys.exit(exit_code)
+
+
+def _job_summary(job: MigrationJob) -> Dict[str, Any]:
+    d = job.to_dict()
+    keys = ("job_id", "status", "source", "target", "source_backend", "target_backend", "created_at", "started_at",
+            "completed_at", "total_records", "migrated_records", "failed_records", "progress_percent",
+            "current_store", "last_error")
+    return {k: d[k] for k in keys}
+
+
+@click.group("jobs", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable list (shape in the module docs).")
+@click.pass_context
+def jobs_group(ctx: click.Context, as_json: bool) -> None:
+    """List migration jobs (newest last)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    jobs = jobstore.list_jobs()
+    if as_json:
+        emit_json({"jobs": [_job_summary(j) for j in jobs]})
+        return
+    if not jobs:
+        console.print(f"no migration jobs in {jobstore.jobs_dir()}", markup=False)
+        return
+    table = Table()
+    for col in ("job", "status", "from -> to", "records", "progress", "created"):
+        table.add_column(col)
+    for j in jobs:
+        table.add_row(j.job_id, j.status.value, f"{j.source} -> {j.target}", f"{j.migrated_records:,}/{j.total_records:,}",
+                      f"{j.progress_percent:.1f}%", j.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+    console.print(table)
+
+
+@jobs_group.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+def jobs_show(job_id: str, as_json: bool) -> None:
+    """Show one job: status, per-store checkpoints, verification, rejects."""
+    try:
+        job = jobstore.load(job_id)
+    except HybridRAGBackendsError as exc:
+        error_line(exc)
+        sys.exit(exc.exit_code)
+    rejects_file = jobstore.rejects_path(job_id)
+    rejects = jobstore.read_rejects(job_id, limit=20)
+    if as_json:
+        emit_json({"job": job.to_dict(), "rejects_file": str(rejects_file) if rejects_file.exists() else None,
+                   "rejects": rejects})
+        return
+    echo = lambda line: console.print(line, markup=False)  # noqa: E731
+    echo(f"job {job.job_id}: {job.status.value}")
+    echo(f"  {job.source} -> {job.target}")
+    echo(f"  records: {job.migrated_records:,}/{job.total_records:,} copied, {job.failed_records} rejected")
+    if job.last_error:
+        echo(f"  last error: {job.last_error}")
+    table = Table()
+    for col in ("store", "copied", "rejected", "total", "done", "verified"):
+        table.add_column(col)
+    stores = (job.verification or {}).get("stores", {})
+    for cp in job.checkpoints:
+        v = stores.get(cp.store_name)
+        table.add_row(cp.store_name, f"{cp.migrated_count:,}", str(cp.rejected_count), f"{cp.total_count:,}",
+                      "yes" if cp.done else "no", "-" if v is None else ("ok" if v["ok"] else "MISMATCH"))
+    console.print(table)
+    for r in rejects:
+        echo(f"  rejected {r['store']} {r['key']!r} at {r.get('location')}: {r['reason']}")
+
+
+def add_migrate_commands(cli: click.Group) -> None:
+    cli.add_command(migrate_command)
+    cli.add_command(jobs_group)

@@ -1,0 +1,257 @@
+"""The ``hybridrag-backends`` command line (also ``python -m hybridrag_backends``).
+
+TARGET (``status``, ``validate``, ``env``, ``migrate``) is a registry name, a
+path to a LightRAG JSON working dir (``--workspace`` selects a workspace), or a
+URL whose scheme an installed backend claims (``postgresql://``, ``mongodb://``).
+
+Exit codes: 0 ok; 1 not found (target, registry entry, backend); 2 connection
+or validation failure, bad input or a usage error; 70 internal error (a bug:
+rerun with ``HYBRIDRAG_BACKENDS_DEBUG=1`` for the traceback). ``migrate`` adds
+3 target error, 4 verification failed, 5 interrupted (see ``cli/migrate.py``);
+Ctrl-C elsewhere exits 130.
+Errors are one line on stderr: ``error: <what is wrong>; <what to do>``. A plugin
+that fails to load is one ``warning:`` line and ``plugins`` lists it with its error
+(exit 0); with ``HYBRIDRAG_BACKENDS_STRICT=1`` it is an error (exit 2).
+
+JSON output (``--json``)
+------------------------
+Stable shapes: keys are sorted, keys are only ever added. Strings are redacted
+(URL passwords masked) except under ``env --show-secrets``.
+
+``plugins --json``::
+
+    {"plugins": [{"name": "json",                      # entry-point name
+                  "distribution": "hybridrag-backends-json", "version": "0.1.0",
+                  "backends": ["json"],                # backend names it registered
+                  "error": null}]}                     # "ImportError: ..." when it failed to load
+
+``status TARGET --json`` (exit 2, with one ``error:`` line on stderr, when health is not "healthy"
+(e.g. a corrupt file) or the backend is not connected; the report is printed either way)::
+
+    {"target": "<TARGET as given>", "name": "<registry name>" | null,
+     "backend": "json", "location": "<credential-free location>",
+     "metrics": {"backend_type": "json",
+                 "file_sizes": {"<file>": <bytes>}, "total_size_bytes": <int>, "total_size_human": "1.2 MB",
+                 "store_counts": {"<store>": <records>},
+                 "entity_count": <int>, "relation_count": <int>, "chunk_count": <int>, "doc_count": <int>,
+                 "is_connected": true, "connection_latency_ms": <float> | null,
+                 "health": "healthy" | "degraded" | "error",
+                 "warnings": ["<text with the exact migrate command>"], "details": {...}},
+     "notes": ["<provider status notes>"]}
+
+  ``--verbose`` only changes the human output (details and notes are always in the JSON).
+
+``validate TARGET --json`` (exit 2 when a check fails)::
+
+    {"target": ..., "name": ..., "backend": ..., "location": ..., "ok": true,
+     "checks": [{"name": "<check>", "ok": true, "detail": "<what was found>", "fix": "<what to do>"}]}
+
+``env TARGET --json``::
+
+    {"target": ..., "name": ..., "backend": ..., "location": ...,
+     "env": {"POSTGRES_HOST": "...", "POSTGRES_PASSWORD": "***"},  # secrets masked unless --show-secrets
+     "secrets": ["POSTGRES_PASSWORD"],                              # names whose values are secret
+     "secrets_shown": false}
+
+``db list --json``::
+
+    {"registry": "<registry file>", "databases": [<entry>, ...]}
+
+``db show NAME --json``: ``{"registry": "<file>", "database": <entry>}``;
+``db register ... --json``: ``{"registry": "<file>", "database": <entry>, "password_env": ["POSTGRES_PASSWORD"]}``;
+``db remove NAME --json``: ``{"registry": "<file>", "removed": "<name>"}``. An ``<entry>`` is the registry
+entry as stored (``name, path, source_folder?, source_type, auto_watch, watch_interval, backend_type,
+backend_config?``), passwords as ``${VAR}`` references.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shlex
+from typing import Any, Dict, List, Optional
+
+import click
+from rich.table import Table
+
+from .. import __version__
+from ..models import human_size
+from ..provider import BackendProvider
+from ..secrets import MASK, redact
+from ..targets import ResolvedTarget, resolve_target
+from .output import CliGroup, console, emit_json, error_line, errors_to_exit, json_option, load_plugins, warn, workspace_option
+
+
+def _target_header(target: str, resolved: ResolvedTarget) -> Dict[str, Any]:
+    return {
+        "target": target,
+        "name": resolved.name,
+        "backend": resolved.provider.name,
+        "location": resolved.location,
+    }
+
+
+# -- plugins -------------------------------------------------------------------------
+
+
+@click.command("plugins")
+@json_option
+def plugins_cmd(as_json: bool) -> None:
+    """List installed backend plugins (entry-point group 'hybridrag_backends')."""
+    manager = load_plugins()
+    infos = [manager.plugins[n] for n in sorted(manager.plugins)]
+    if as_json:
+        emit_json({"plugins": [i.to_dict() for i in infos]})
+        return
+    table = Table(title="hybridrag-backends plugins")
+    for col in ("plugin", "distribution", "version", "backends", "targets"):
+        table.add_column(col, overflow="fold")
+    for info in infos:
+        targets = sorted({f"{s}://" for b in info.backends for s in manager.providers[b].url_schemes})
+        if any(manager.providers[b].claims_path.__func__ is not BackendProvider.claims_path for b in info.backends):
+            targets.insert(0, "paths")
+        backends = ", ".join(info.backends) if not info.error else "[red]failed to load[/red]"
+        table.add_row(info.name, info.distribution or "-", info.version or "-", backends or "-", ", ".join(targets) or "-")
+    console.print(table)
+    for info in infos:
+        if info.error:
+            console.print(f"[red]{info.name}:[/red] {redact(info.error)}", soft_wrap=True, markup=True)
+
+
+# -- status / validate / env -------------------------------------------------------
+
+
+@click.command("status")
+@click.argument("target")
+@workspace_option
+@json_option
+@click.option("--verbose", "-v", is_flag=True, help="Add backend details and provider notes.")
+def status_cmd(target: str, workspace: Optional[str], as_json: bool, verbose: bool) -> None:
+    """Sizes, record counts, health and warnings of TARGET."""
+    load_plugins()
+    resolved = resolve_target(target, workspace=workspace)
+    metrics = asyncio.run(resolved.provider.metrics(resolved.config))
+    notes = resolved.provider.status_notes(resolved.config)
+    if as_json:
+        emit_json({**_target_header(target, resolved), "metrics": metrics.to_dict(), "notes": notes})
+    else:
+        _print_status(target, resolved, metrics, notes, verbose)
+    if metrics.health != "healthy" or not metrics.is_connected:
+        # the report is printed either way; the exit code and one stderr line say it is not usable as is
+        problems = "; ".join(metrics.warnings) or "see the report above"
+        error_line(f"{target} is {metrics.health if metrics.is_connected else 'not connected'}: {problems}")
+        raise SystemExit(2)
+
+
+def _print_status(target: str, resolved: ResolvedTarget, metrics: Any, notes: List[str], verbose: bool) -> None:
+    console.print(f"[bold]{redact(target)}[/bold]  backend [cyan]{resolved.provider.name}[/cyan]  {redact(resolved.location)}")
+    if metrics.store_counts:
+        stores = Table(title="stores")
+        stores.add_column("store")
+        stores.add_column("records", justify="right")
+        for store, count in sorted(metrics.store_counts.items()):
+            stores.add_row(store, f"{count:,}")
+        console.print(stores)
+    if metrics.file_sizes:
+        files = Table(title="files")
+        files.add_column("file")
+        files.add_column("size", justify="right")
+        for name, size in sorted(metrics.file_sizes.items()):
+            files.add_row(name, human_size(size))
+        files.add_row("[bold]total[/bold]", f"[bold]{human_size(metrics.total_size_bytes)}[/bold]")
+        console.print(files)
+    elif metrics.total_size_bytes:
+        console.print(f"total size: {human_size(metrics.total_size_bytes)}")
+    console.print(
+        f"documents {metrics.doc_count:,}  chunks {metrics.chunk_count:,}  "
+        f"entities {metrics.entity_count:,}  relations {metrics.relation_count:,}"
+    )
+    colour = {"healthy": "green", "degraded": "yellow"}.get(metrics.health, "red")
+    latency = f"  latency {metrics.connection_latency_ms:.1f} ms" if metrics.connection_latency_ms is not None else ""
+    console.print(f"health [{colour}]{metrics.health}[/{colour}]  connected {metrics.is_connected}{latency}")
+    for w in metrics.warnings:
+        console.print(f"[yellow]warning:[/yellow] {redact(w)}", soft_wrap=True)
+    if verbose:
+        for key, value in sorted(metrics.details.items()):
+            console.print(f"  {key}: {redact(value)}", soft_wrap=True)
+        for note in notes:
+            console.print(f"  note: {redact(note)}", soft_wrap=True)
+
+
+@click.command("validate")
+@click.argument("target")
+@workspace_option
+@json_option
+def validate_cmd(target: str, workspace: Optional[str], as_json: bool) -> None:
+    """Check TARGET against reality (path, files, server, extensions); exit 2 if a check fails."""
+    load_plugins()
+    resolved = resolve_target(target, workspace=workspace)
+    checks = asyncio.run(resolved.provider.validate(resolved.config))
+    ok = all(c.ok for c in checks)
+    if as_json:
+        emit_json({**_target_header(target, resolved), "ok": ok, "checks": [dataclasses.asdict(c) for c in checks]})
+    else:
+        for c in checks:
+            mark = "[green]ok  [/green]" if c.ok else "[red]FAIL[/red]"
+            line = f"{mark} {c.name}" + (f": {redact(c.detail)}" if c.detail else "")
+            if not c.ok and c.fix:
+                line += f"  [yellow]fix:[/yellow] {redact(c.fix)}"
+            console.print(line, soft_wrap=True)
+        console.print("[green]valid[/green]" if ok else "[red]invalid[/red]")
+    if not ok:
+        raise SystemExit(2)
+
+
+@click.command("env")
+@click.argument("target")
+@workspace_option
+@click.option("--show-secrets", is_flag=True, help="Print passwords instead of masking them.")
+@json_option
+def env_cmd(target: str, workspace: Optional[str], show_secrets: bool, as_json: bool) -> None:
+    """Environment variables LightRAG needs for TARGET, as shell exports."""
+    load_plugins()
+    resolved = resolve_target(target, workspace=workspace)
+    env = resolved.provider.env_vars(resolved.config)
+    secret_names = sorted(set(resolved.provider.secret_env_vars()) & set(env))
+    shown = {k: (MASK if k in secret_names and not show_secrets and env[k] else env[k]) for k in sorted(env)}
+    if not show_secrets:
+        shown = {k: redact(v) for k, v in shown.items()}
+    if as_json:
+        emit_json(
+            {**_target_header(target, resolved), "env": shown, "secrets": secret_names, "secrets_shown": show_secrets},
+            show_secrets=show_secrets,
+        )
+        return
+    for key, value in shown.items():
+        click.echo(f"export {key}={shlex.quote(str(value))}")
+
+
+# -- the root group ------------------------------------------------------------------
+
+
+def build_cli(name: str = "hybridrag-backends") -> click.Group:
+    """The command group: core commands, migrate / jobs, then plugin commands."""
+    from .db import db_group
+    from .migrate import add_migrate_commands
+
+    @click.group(name=name, cls=CliGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="hybridrag-backends")
+    def cli() -> None:
+        """Storage backends for LightRAG / HybridRAG: status, registry and migration."""
+
+    for command in (plugins_cmd, status_cmd, validate_cmd, env_cmd, db_group):
+        cli.add_command(command)
+    add_migrate_commands(cli)
+    core = dict(cli.commands)
+    load_plugins().pm.hook.register_commands(cli=cli)
+    for cmd_name, command in core.items():
+        if cli.commands.get(cmd_name) is not command:  # core commands cannot be replaced
+            warn(f"a plugin tried to replace the core command {cmd_name!r}; kept the core one")
+            cli.add_command(command, cmd_name)
+    return cli
+
+
+def main(args: Optional[List[str]] = None) -> None:
+    with errors_to_exit():
+        cli = build_cli()
+    cli.main(args=args, prog_name="hybridrag-backends")

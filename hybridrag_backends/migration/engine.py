@@ -1,0 +1,553 @@
+"""The migration engine: copy every store of a source backend into a target as a stream of batches.
+
+One run (``migrate``):
+
+1. plan: open both sessions, list and count the source's stores (bytes when the
+   session can say), note absent standard files and the fields the target
+   cannot hold; refuse the same location, and a non-empty target unless ``force``;
+2. copy store by store (nodes before edges, by :meth:`StoreInfo.sort_key`): a
+   producer task reads the next batch while the current one is written; after
+   each batch the store's checkpoint is advanced, the target commits the batch
+   (with the job where it can) and the job file is replaced atomically;
+3. verify (:mod:`.verify`) and mark the job COMPLETED.
+
+Resume loads the job (the target's committed copy wins when it has one), checks
+that the source did not change (fingerprint), lets the target drop uncommitted
+partial data (``prepare_target``) and reads each unfinished store from after its
+checkpoint, so no record is duplicated or lost.
+
+Stopping: set ``stop`` (the CLI does on Ctrl-C) and the run ends after the batch
+in flight is committed, with the job PAUSED (MigrationInterrupted, exit 5).
+Every error leaves the job FAILED or PAUSED with ``last_error`` and is raised
+with the job attached as ``exc.job``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import orjson
+
+from ..errors import (
+    HybridRAGBackendsError,
+    MigrationError,
+    MigrationInterrupted,
+    NotFoundError,
+    SourceError,
+    TargetError,
+    VerificationFailed,
+)
+from ..provider import BackendSession, ReadBatch, StoreInfo
+from ..secrets import redact
+from ..targets import ResolvedTarget
+from . import jobstore
+from .job import MigrationCheckpoint, MigrationJob, MigrationStatus
+from .verify import StoreVerification, verify as verify_stores
+
+READ_AHEAD = 2  # batches read ahead of the writer: bounded memory, reading overlaps writing
+
+
+class ProgressListener:
+    """Receives progress events; the CLI subclasses it (rich bars or plain lines). All no-ops here."""
+
+    def plan(self, plan: "MigrationPlan") -> None: ...
+
+    def job_started(self, job: MigrationJob, resumed: bool) -> None: ...
+
+    def store_started(self, store: "StorePlan", checkpoint: MigrationCheckpoint) -> None: ...
+
+    def batch(self, store: "StorePlan", checkpoint: MigrationCheckpoint) -> None: ...
+
+    def store_finished(self, store: "StorePlan", checkpoint: MigrationCheckpoint) -> None: ...
+
+    def verify_started(self, stores: List[StoreInfo]) -> None: ...
+
+    def store_verified(self, result: StoreVerification) -> None: ...
+
+
+@dataclass
+class StorePlan:
+    store: StoreInfo
+    count: Optional[int]  # None: the store could not be counted (see ``problem``)
+    bytes: Optional[int] = None
+    lossy_fields: Dict[str, str] = field(default_factory=dict)  # what the target cannot hold
+    problem: Optional[str] = None  # why counting failed; the copy stops at the same place
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "store": self.store.name,
+            "kind": self.store.kind.value,
+            "records": self.count,
+            "bytes": self.bytes,
+            "embedding_dim": self.store.embedding_dim,
+            "lossy_fields": dict(self.lossy_fields),
+            "problem": self.problem,
+        }
+
+
+@dataclass
+class MigrationPlan:
+    source: str
+    target: str
+    stores: List[StorePlan]
+    absent_standard_files: List[str]
+    target_empty: bool
+
+    @property
+    def total_records(self) -> int:
+        return sum(s.count or 0 for s in self.stores)
+
+    @property
+    def total_bytes(self) -> Optional[int]:
+        sizes = [s.bytes for s in self.stores]
+        return None if any(b is None for b in sizes) else sum(sizes)  # type: ignore[misc]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "stores": [s.to_dict() for s in self.stores],
+            "total_records": self.total_records,
+            "total_bytes": self.total_bytes,
+            "absent_standard_files": list(self.absent_standard_files),
+            "target_empty": self.target_empty,
+        }
+
+
+@dataclass
+class MigrationResult:
+    plan: MigrationPlan
+    job: Optional[MigrationJob] = None  # None for a dry run
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def make_plan(src: BackendSession, dst: BackendSession, source: ResolvedTarget, target: ResolvedTarget) -> MigrationPlan:
+    try:
+        stores = sorted(await src.list_stores(), key=StoreInfo.sort_key)
+        plans = []
+        for store in stores:
+            size = None
+            if hasattr(src, "store_bytes"):
+                size = await _maybe_await(src.store_bytes(store))
+            # A store that cannot be counted (truncated file) is still copied up to the damage, so the
+            # job accounts for its good records and fails naming the place; the plan shows the problem.
+            count: Optional[int] = None
+            problem = None
+            try:
+                count = await src.count(store)
+            except SourceError as exc:
+                problem = str(exc)
+            plans.append(StorePlan(store, count, size, dict(dst.lossy_fields(store)), problem))
+        absent: List[str] = []
+        if hasattr(src, "absent_standard_files"):
+            absent = list(await _maybe_await(src.absent_standard_files()))
+    except HybridRAGBackendsError:
+        raise
+    except Exception as exc:
+        raise SourceError(f"cannot read the source {source.location}: {type(exc).__name__}: {redact(exc)}") from exc
+    try:
+        empty = await dst.is_empty()
+    except HybridRAGBackendsError:
+        raise
+    except Exception as exc:
+        raise TargetError(f"cannot inspect the target {target.location}: {type(exc).__name__}: {redact(exc)}") from exc
+    return MigrationPlan(source.location, target.location, plans, absent, empty)
+
+
+async def source_fingerprint(src: BackendSession, plan: MigrationPlan) -> Dict[str, Any]:
+    """What must not change between a job's start and its resume: the session's own fingerprint
+    (the JSON session gives file sizes and mtimes) plus every store's count."""
+    fp: Dict[str, Any] = {"counts": {s.store.name: s.count for s in plan.stores}}
+    if hasattr(src, "fingerprint"):
+        fp["session"] = await _maybe_await(src.fingerprint())
+    return orjson.loads(orjson.dumps(fp))  # JSON round trip, so a saved copy compares equal
+
+
+def find_resumable(source: ResolvedTarget, target: ResolvedTarget, job_id: Optional[str]) -> MigrationJob:
+    """The job to resume: ``job_id``, or the newest resumable job from source to target."""
+    if job_id:
+        job = jobstore.load(job_id)
+        if (job.source, job.target) != (source.location, target.location):
+            raise MigrationError(
+                f"job {job_id} migrates {job.source} -> {job.target}, not {source.location} -> {target.location}; "
+                f"give the same --from/--to (see 'hybridrag-backends jobs show {job_id}')"
+            )
+        if job.status is MigrationStatus.COMPLETED:
+            raise MigrationError(f"job {job_id} is already completed; nothing to resume")
+        return job
+    for job in reversed(jobstore.list_jobs()):
+        if (job.source, job.target) == (source.location, target.location) and job.status is not MigrationStatus.COMPLETED:
+            if job.status is MigrationStatus.PENDING:
+                continue
+            return job
+    raise NotFoundError(
+        f"no resumable migration job from {source.location} to {target.location}; "
+        f"see 'hybridrag-backends jobs', or start a new migration without --resume"
+    )
+
+
+def _fail(job: MigrationJob, exc: BaseException, status: MigrationStatus = MigrationStatus.FAILED) -> None:
+    message = redact(str(exc))
+    if job.status is MigrationStatus.IN_PROGRESS:
+        job.transition(status, error=message)
+    else:
+        job.last_error = message
+    jobstore.save(job)
+
+
+class _Stopped(Exception):
+    """Internal: the stop flag was seen between batches."""
+
+
+_END = object()
+
+
+class _ReadFailure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class Migration:
+    """One run of one job (fresh or resumed). Use :func:`migrate`."""
+
+    def __init__(
+        self,
+        src: BackendSession,
+        dst: BackendSession,
+        job: MigrationJob,
+        plan: MigrationPlan,
+        *,
+        progress: ProgressListener,
+        stop: Optional[asyncio.Event],
+    ) -> None:
+        self.src, self.dst, self.job, self.plan = src, dst, job, plan
+        self.progress = progress
+        self.stop = stop
+
+    def _stop_requested(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    async def copy(self) -> None:
+        for store_plan in self.plan.stores:
+            cp = self.job.checkpoint(store_plan.store.name)
+            assert cp is not None  # every store got one when the job was created
+            if cp.done:
+                continue
+            if self._stop_requested():
+                raise _Stopped()
+            self.job.current_store = cp.store_name
+            self.progress.store_started(store_plan, cp)
+            await self._copy_store(store_plan, cp)
+            cp.done = True
+            try:
+                await self.dst.finish_store(store_plan.store, self.job)
+            except BaseException as exc:
+                cp.done = False
+                raise _as_target_error(exc, f"finishing store {cp.store_name}") from exc
+            jobstore.save(self.job)
+            self.progress.store_finished(store_plan, cp)
+        self.job.current_store = None
+        try:
+            await self.dst.finish_target(self.job)
+        except BaseException as exc:
+            raise _as_target_error(exc, "finishing the target") from exc
+        jobstore.save(self.job)
+
+    async def _copy_store(self, store_plan: StorePlan, cp: MigrationCheckpoint) -> None:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=READ_AHEAD)
+        store = store_plan.store
+        batch_size = self.job.batch_size
+
+        async def produce() -> None:
+            try:
+                async for batch in self.src.read(store, cp.last_key, batch_size):
+                    await queue.put(batch)
+                await queue.put(_END)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # handed to the writer, which fails the job in order
+                await queue.put(_ReadFailure(exc))
+
+        reader = asyncio.create_task(produce())
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, _ReadFailure):
+                    raise _as_source_error(item.exc, store.name) from item.exc
+                await self._commit(store_plan, cp, item)
+                if self._stop_requested():
+                    raise _Stopped()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    async def _commit(self, store_plan: StorePlan, cp: MigrationCheckpoint, batch: ReadBatch) -> None:
+        """Advance the checkpoint, let the target commit the batch (with the job), save the job.
+        If anything fails before the job file is saved, the in-memory checkpoint is rolled back so a
+        half-written batch is never reported as done."""
+        job = self.job
+        before = (copy.deepcopy(cp), job.migrated_records, job.failed_records, dict(job.options))
+        try:
+            if batch.rejected:
+                job.options["rejects_bytes"] = jobstore.append_rejects(job.job_id, batch.rejected)
+            position = batch.cursor
+            if position is None and batch.records:
+                position = batch.records[-1].position
+            if position is None and batch.rejected:
+                position = batch.rejected[-1].cursor
+            if position is not None:
+                cp.last_key = position
+            cp.migrated_count += len(batch.records)
+            cp.rejected_count += len(batch.rejected)
+            job.migrated_records += len(batch.records)
+            job.failed_records += len(batch.rejected)
+            if batch.records:
+                try:
+                    await self.dst.write_batch(store_plan.store, batch.records, job)
+                except BaseException as exc:
+                    raise _as_target_error(exc, f"writing a batch of {cp.store_name}") from exc
+            jobstore.save(job)
+        except BaseException:
+            saved_cp, job.migrated_records, job.failed_records, job.options = before
+            cp.__dict__.update(saved_cp.__dict__)
+            raise
+        self.progress.batch(store_plan, cp)
+
+    async def verify(self) -> None:
+        stores = [s.store for s in self.plan.stores]
+        self.progress.verify_started(stores)
+
+        def on_store(result: StoreVerification) -> None:
+            self.progress.store_verified(result)
+            if self._stop_requested():
+                raise _Stopped()
+
+        rejected = {cp.store_name: cp.rejected_count for cp in self.job.checkpoints}
+        try:
+            self.job.verification = await verify_stores(
+                self.src, self.dst, stores, rejected=rejected, batch_size=self.job.batch_size, on_store=on_store
+            )
+        except (_Stopped, asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except HybridRAGBackendsError:
+            raise
+        except Exception as exc:
+            raise MigrationError(f"verification could not read a side: {type(exc).__name__}: {redact(exc)}") from exc
+        jobstore.save(self.job)
+
+
+def _as_source_error(exc: BaseException, store: str) -> BaseException:
+    if isinstance(exc, HybridRAGBackendsError) or not isinstance(exc, Exception):
+        return exc
+    return SourceError(f"reading store {store}: {type(exc).__name__}: {redact(exc)}")
+
+
+def _as_target_error(exc: BaseException, doing: str) -> BaseException:
+    if isinstance(exc, HybridRAGBackendsError) or not isinstance(exc, Exception):
+        return exc
+    return TargetError(f"{doing}: {type(exc).__name__}: {redact(exc)}")
+
+
+def _new_job(source: ResolvedTarget, target: ResolvedTarget, plan: MigrationPlan, batch_size: int) -> MigrationJob:
+    job = MigrationJob(
+        job_id=jobstore.new_job_id(),
+        database_name=source.name or source.location,
+        source_backend=source.provider.name,
+        target_backend=target.provider.name,
+        source=source.location,
+        target=target.location,
+        workspace=source.config.workspace or None,
+        batch_size=batch_size,
+        total_records=plan.total_records,
+    )
+    job.checkpoints = [MigrationCheckpoint(s.store.name, None, 0, s.count or 0) for s in plan.stores]
+    return job
+
+
+def _rejects_summary(job: MigrationJob) -> str:
+    first = jobstore.read_rejects(job.job_id, limit=1)
+    example = ""
+    if first:
+        r = first[0]
+        where = f" at {r['location']}" if r.get("location") else ""
+        example = f" (first: store {r['store']}, key {r['key']!r}{where}: {r['reason']})"
+    return (
+        f"{job.failed_records} record(s) were rejected{example}; every other record was copied"
+        f"{' and verified' if job.verification and job.verification.get('ok') else ''}. "
+        f"See {jobstore.rejects_path(job.job_id)}; fix the source and rerun with --force, "
+        f"or pass --allow-rejects to accept the loss"
+    )
+
+
+async def migrate(
+    source: ResolvedTarget,
+    target: ResolvedTarget,
+    *,
+    batch_size: int = 1000,
+    resume: Optional[str] = None,
+    dry_run: bool = False,
+    force: bool = False,
+    verify: bool = True,
+    allow_rejects: bool = False,
+    progress: Optional[ProgressListener] = None,
+    stop: Optional[asyncio.Event] = None,
+) -> MigrationResult:
+    """Migrate ``source`` into ``target``. ``resume``: a job id, or ``""`` for the newest resumable
+    job of this source/target pair. Raises HybridRAGBackendsError subclasses (exit codes) with the
+    job attached as ``exc.job`` once one exists."""
+    progress = progress or ProgressListener()
+    if batch_size < 1:
+        raise MigrationError(f"--batch-size must be at least 1 (got {batch_size})")
+    if source.location == target.location:
+        raise TargetError(
+            f"source and target are the same place ({source.location}); "
+            f"migrate to another working dir, workspace (--target-workspace) or server"
+        )
+    job: Optional[MigrationJob] = None
+    if resume is not None:
+        job = find_resumable(source, target, resume or None)
+    try:
+        src_cm = source.provider.open(source.config)
+    except NotImplementedError as exc:
+        raise SourceError(f"backend {source.provider.name!r} cannot be a migration source: {exc}") from None
+    try:
+        dst_cm = target.provider.open(target.config)
+    except NotImplementedError as exc:
+        raise TargetError(f"backend {target.provider.name!r} cannot be a migration target: {exc}") from None
+    async with src_cm as src, dst_cm as dst:
+        plan = await make_plan(src, dst, source, target)
+        progress.plan(plan)
+        if dry_run:
+            return MigrationResult(plan)
+        if stop is not None and stop.is_set():
+            raise MigrationInterrupted("interrupted while planning, before anything was copied; nothing to resume")
+        if job is None:
+            if not plan.target_empty and not force:
+                raise TargetError(
+                    f"the target {target.location} already holds data; pass --force to replace its stores, "
+                    f"or --resume to continue an interrupted migration"
+                )
+            job = _new_job(source, target, plan, batch_size)
+            job.options.update(
+                force=force,
+                allow_rejects=allow_rejects,
+                verify=verify,
+                rejects_bytes=0,
+                source_fingerprint=await source_fingerprint(src, plan),
+            )
+            resumed = False
+        else:
+            resumed = True
+        with jobstore.JobLock(job.job_id):
+            if resumed:
+                job = await _reload_for_resume(job.job_id, src, dst, plan)
+                # flags given now win over the saved ones (verify / allow_rejects), batch size stays
+                job.options.update(verify=verify, allow_rejects=allow_rejects or job.options.get("allow_rejects", False))
+            job.transition(MigrationStatus.IN_PROGRESS)
+            jobstore.save(job)
+            try:
+                return await _run(src, dst, job, plan, progress, stop, resumed)
+            except HybridRAGBackendsError as exc:
+                exc.job = job  # type: ignore[attr-defined]
+                raise
+
+
+async def _reload_for_resume(job_id: str, src: BackendSession, dst: BackendSession, plan: MigrationPlan) -> MigrationJob:
+    job = jobstore.load(job_id)  # re-read under the lock
+    committed = await dst.load_job(job_id)
+    if committed is not None:
+        job = committed  # committed with the data: authoritative
+    if job.status is MigrationStatus.IN_PROGRESS:
+        # nobody holds the lock, so the process that ran it died (kill, crash, power loss)
+        job.transition(MigrationStatus.FAILED, error="the process running this job ended without saving its state")
+        jobstore.save(job)
+    fingerprint = await source_fingerprint(src, plan)
+    if fingerprint != job.options.get("source_fingerprint"):
+        err = SourceError(
+            f"the source {job.source} changed since job {job_id} started, so it cannot be resumed exactly; "
+            f"start a new migration with --force"
+        )
+        err.job = job  # type: ignore[attr-defined]
+        raise err
+    jobstore.truncate_rejects(job_id, int(job.options.get("rejects_bytes", 0)))
+    return job
+
+
+async def _run(
+    src: BackendSession,
+    dst: BackendSession,
+    job: MigrationJob,
+    plan: MigrationPlan,
+    progress: ProgressListener,
+    stop: Optional[asyncio.Event],
+    resumed: bool,
+) -> MigrationResult:
+    run = Migration(src, dst, job, plan, progress=progress, stop=stop)
+    progress.job_started(job, resumed)
+    try:
+        try:
+            await dst.prepare_target([s.store for s in plan.stores], job, force=bool(job.options.get("force")))
+        except BaseException as exc:
+            raise _as_target_error(exc, "preparing the target") from exc
+        try:
+            await dst.save_job(job)
+        except BaseException as exc:
+            raise _as_target_error(exc, "saving the job in the target") from exc
+        await run.copy()
+        if job.options.get("verify", True):
+            await run.verify()
+    except (_Stopped, asyncio.CancelledError, KeyboardInterrupt) as exc:
+        stopped = MigrationInterrupted(
+            f"interrupted; checkpoint saved ({job.migrated_records}/{job.total_records} records). "
+            f"Resume with: hybridrag-backends migrate --from ... --to ... --resume {job.job_id}"
+        )
+        _fail(job, stopped, MigrationStatus.PAUSED)
+        await _save_quietly(dst, job)
+        raise stopped from exc
+    except HybridRAGBackendsError as exc:
+        _fail(job, exc)
+        await _save_quietly(dst, job)
+        raise
+    except Exception as exc:  # a bug in a provider: still leave the job FAILED, not IN_PROGRESS
+        _fail(job, exc)
+        await _save_quietly(dst, job)
+        raise
+    if job.verification is not None and not job.verification.get("ok"):
+        failed = job.verification.get("failed_stores", [])
+        details = []
+        for name in failed:
+            ex = job.verification["stores"][name].get("examples") or []
+            details.append(f"{name}" + (f" (e.g. {', '.join(ex[:3])})" if ex else ""))
+        err = VerificationFailed(
+            f"verification failed: {len(failed)} store(s) differ between source and target: {'; '.join(details)}. "
+            f"See 'hybridrag-backends jobs show {job.job_id}'"
+        )
+        _fail(job, err)
+        await _save_quietly(dst, job)
+        raise err
+    if job.failed_records and not job.options.get("allow_rejects"):
+        err = SourceError(_rejects_summary(job))
+        _fail(job, err)
+        await _save_quietly(dst, job)
+        raise err
+    job.transition(MigrationStatus.COMPLETED)
+    job.last_error = None
+    jobstore.save(job)
+    await _save_quietly(dst, job)
+    return MigrationResult(plan, job)
+
+
+async def _save_quietly(dst: BackendSession, job: MigrationJob) -> None:
+    with contextlib.suppress(Exception):
+        await dst.save_job(job)

@@ -1,0 +1,286 @@
+"""Streaming reader of NanoVectorDB files (``vdb_*.json``).
+
+Layout (``json.dump`` by nano-vectordb, no indent)::
+
+    {"embedding_dim": D, "data": [{"__id__": ..., meta...}, ...], "matrix": "<base64 float32 rows>"}
+
+The ``data`` entries are parsed with ijson from a *region* of the file that
+stops before the ``"matrix"`` key (with a synthetic ``"matrix": ""}`` ending),
+so the matrix, often most of the file, is never built as a Python string. A
+second handle decodes the matrix in chunks (base64 in multiples of 4
+characters) and hands out float32 rows aligned with the data entries; resuming
+at record ``r`` seeks straight to its row.
+
+Normalisations: ``__id__`` becomes the record key; the per-record ``vector``
+field (base64 of zlib of float16, lossy) is dropped from the payload, the
+float32 matrix row is the vector (a JSON writer regenerates ``vector``).
+When the matrix is shorter than ``data`` (an empty ``matrix``), the record's
+own ``vector`` is used if present (noted in ``notes``), else the record is
+rejected. A 2024 record with only ``__id__`` and a name is yielded as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
+
+import ijson
+import numpy as np
+
+from hybridrag_backends.errors import SourceError
+
+from .kvread import READ_SIZE, Rejected, _ijson
+from .scan import RegionReader, bom_len, find_first, head, read_at, tail_bytes
+
+MATRIX_KEY_RE = re.compile(rb'"matrix"\s*:\s*"')
+DIM_RE = re.compile(rb'^\s*\{\s*"embedding_dim"\s*:\s*(\d+)')
+B64_READ = 4 * 1024 * 1024  # a multiple of 4
+
+
+@dataclass
+class VDBNotes:
+    vectors_from_record_field: int = 0
+    matrix_extra_rows: int = 0
+    dropped_vector_fields: int = 0
+    bom: bool = False
+    extra: Dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v}
+
+
+def decode_record_vector(text: str) -> np.ndarray:
+    """LightRAG's per-record ``vector``: base64(zlib(float16 bytes)) -> float32."""
+    raw = zlib.decompress(base64.b64decode(text))
+    return np.frombuffer(raw, dtype=np.float16).astype(np.float32)
+
+
+def _is_matrix_key(data: bytes, i: int) -> bool:
+    """``data[i:]`` starts with the top-level key ``"matrix"`` and its string value (not an escaped
+    quote inside some string: a quote preceded by a backslash is one)."""
+    return (i == 0 or data[i - 1 : i] != b"\\") and MATRIX_KEY_RE.match(data, i) is not None
+
+
+class VDBFile:
+    def __init__(self, path: Path, namespace: str) -> None:
+        self.path = path
+        self.namespace = namespace
+        self.notes = VDBNotes()
+        self._dim: Optional[int] = None
+        self._matrix: Optional[Tuple[int, int]] = None  # (key start, base64 start)
+        self._matrix_found: Optional[bool] = None
+
+    # -- structure -------------------------------------------------------------
+
+    @property
+    def bom(self) -> int:
+        return bom_len(self.path)
+
+    def embedding_dim(self) -> int:
+        if self._dim is None:
+            m = DIM_RE.match(head(self.path, 256)[self.bom:])
+            if m:
+                self._dim = int(m.group(1))
+            else:  # embedding_dim written elsewhere: find it by streaming (never reaches the matrix)
+                with open(self.path, "rb") as f:
+                    reader = RegionReader(f, self.bom, self.matrix_key_offset(), b'"matrix": ""}' if self.matrix_key_offset() else b"")
+                    try:
+                        dims = list(_ijson.items(reader, "embedding_dim", buf_size=READ_SIZE))
+                    except ijson.JSONError as exc:
+                        raise self._error(exc, reader.consumed, "reading embedding_dim") from None
+                if not dims or not isinstance(dims[0], int) or dims[0] < 1:
+                    raise SourceError(f"{self.path}: no valid embedding_dim; this is not a NanoVectorDB file LightRAG can open")
+                self._dim = dims[0]
+        return self._dim
+
+    def _locate_matrix(self) -> None:
+        if self._matrix_found is None:
+            hit = find_first(self.path, b'"matrix"', self.bom, _is_matrix_key)
+            self._matrix_found = hit is not None
+            if hit is not None:
+                m = MATRIX_KEY_RE.match(read_at(self.path, hit, 64))
+                self._matrix = (hit, hit + m.end())
+
+    def matrix_key_offset(self) -> Optional[int]:
+        self._locate_matrix()
+        return self._matrix[0] if self._matrix else None
+
+    def matrix_b64_span(self) -> Optional[Tuple[int, Optional[int]]]:
+        """(start, end) of the base64 text; end is None unless the file ends with ``"}`` right after it."""
+        self._locate_matrix()
+        if not self._matrix:
+            return None
+        start = self._matrix[1]
+        size = self.path.stat().st_size
+        tail = tail_bytes(self.path, 64).rstrip()
+        end = size - (len(tail_bytes(self.path, 64)) - len(tail)) - 2 if tail.endswith(b'"}') else None
+        return start, end
+
+    def matrix_rows_by_size(self) -> Optional[int]:
+        """Rows of the matrix from its base64 length alone (no decoding), when the layout allows."""
+        span = self.matrix_b64_span()
+        if not span or span[1] is None:
+            return None
+        n = span[1] - span[0]
+        if n % 4:
+            return None
+        raw = n // 4 * 3
+        if n:
+            raw -= tail_bytes(self.path, 64).rstrip()[:-2][-2:].count(b"=")  # base64 padding
+        row = 4 * self.embedding_dim()
+        return raw // row if raw % row == 0 else None
+
+    def _error(self, exc: Exception, offset: int, what: str) -> SourceError:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        size = self.path.stat().st_size
+        where = f"at byte {size} (end of file)" if "premature EOF" in msg or offset >= size else f"near byte {offset}"
+        return SourceError(
+            f"{self.path}: invalid JSON {where}, {what}: {msg}; the file is truncated or corrupt - "
+            f"restore it from a backup (or rebuild the vectors with lightrag.tools.rebuild_vdb) and retry"
+        )
+
+    # -- records ---------------------------------------------------------------
+
+    def items(self, after: Optional[int] = None) -> Iterator[Tuple[int, str, Union[Tuple[Dict[str, Any], np.ndarray], Rejected]]]:
+        """(index, key, (payload, float32 vector) or Rejected), in file order after index ``after``."""
+        self.notes = VDBNotes(bom=bool(self.bom))
+        dim = self.embedding_dim()
+        key_offset = self.matrix_key_offset()
+        start = -1 if after is None else after
+        rows = MatrixRows(self.path, self._matrix[1], dim) if self._matrix else None
+        if rows is not None:
+            rows.seek_row(start + 1)
+        index = -1
+        last_key: Optional[str] = None
+        with open(self.path, "rb") as f:
+            suffix = b'"matrix": ""}' if key_offset is not None else b""
+            reader = RegionReader(f, self.bom, key_offset, suffix)
+            try:
+                for rec in _ijson.items(reader, "data.item", use_float=True, buf_size=READ_SIZE):
+                    index += 1
+                    if index <= start:
+                        continue
+                    row = rows.next_row() if rows is not None else None
+                    key = rec.get("__id__") if isinstance(rec, dict) else None
+                    last_key = key if isinstance(key, str) else last_key
+                    yield index, (key if isinstance(key, str) else f"#{index}"), self._record(rec, row, dim, reader.consumed)
+            except ijson.JSONError as exc:
+                after_txt = f"after vector {last_key!r} (record #{index})" if last_key else "before the first record"
+                raise self._error(exc, reader.consumed, after_txt) from None
+            finally:
+                if rows is not None:
+                    rows.close()
+        if rows is not None:
+            self.notes.matrix_extra_rows = rows.finish()
+
+    def _record(self, rec: Any, row: Optional[np.ndarray], dim: int, offset: int):
+        if not isinstance(rec, dict):
+            return Rejected(f"vector record is not a JSON object (found {type(rec).__name__})", offset)
+        key = rec.pop("__id__", None)
+        if not isinstance(key, str):
+            return Rejected("vector record has no string __id__", offset)
+        packed = rec.pop("vector", None)
+        if packed is not None:
+            self.notes.dropped_vector_fields += 1
+        if row is None:
+            if packed is None:
+                return Rejected("no matrix row and no 'vector' field for this record (matrix shorter than data)", offset)
+            try:
+                row = decode_record_vector(packed)
+            except (ValueError, zlib.error, binascii.Error) as exc:
+                return Rejected(f"undecodable 'vector' field ({exc}) and no matrix row", offset)
+            self.notes.vectors_from_record_field += 1
+        if row.shape != (dim,):
+            return Rejected(f"vector has dimension {row.shape[0]}, expected embedding_dim {dim}", offset)
+        return rec, row
+
+
+class MatrixRows:
+    """float32 rows decoded from the base64 ``matrix`` text, in order, from any row."""
+
+    def __init__(self, path: Path, b64_start: int, dim: int) -> None:
+        self.path = path
+        self.b64_start = b64_start
+        self.row_bytes = 4 * dim
+        self.dim = dim
+        self._f = open(path, "rb")
+        self._buf = bytearray()
+        self._carry = b""
+        self._pos = b64_start
+        self._ended = False  # closing quote seen
+        self._end_pos: Optional[int] = None
+
+    def seek_row(self, row: int) -> None:
+        offset = row * self.row_bytes
+        self._pos = self.b64_start + offset // 3 * 4
+        self._buf = bytearray()
+        self._carry = b""
+        self._ended = False
+        skip = offset % 3
+        if skip:
+            self._fill()
+            del self._buf[:skip]
+
+    def _fill(self) -> bool:
+        """Decode the next chunk into the buffer; False at the end of the matrix."""
+        if self._ended:
+            return False
+        self._f.seek(self._pos)
+        raw = self._f.read(B64_READ)
+        quote = raw.find(b'"')
+        if quote >= 0:
+            raw = raw[:quote]
+            self._ended = True
+            self._end_pos = self._pos + quote
+        elif not raw:
+            raise SourceError(
+                f"{self.path}: the matrix text is cut off at byte {self._pos} (end of file, no closing quote); "
+                f"the file is truncated - restore it from a backup and retry"
+            )
+        start = self._pos - len(self._carry)
+        self._pos += len(raw)
+        text = self._carry + raw
+        usable = len(text) if self._ended else len(text) - len(text) % 4
+        self._carry = text[usable:]
+        try:
+            self._buf += binascii.a2b_base64(text[:usable], strict_mode=True)
+        except binascii.Error as exc:
+            raise SourceError(
+                f"{self.path}: the matrix is not valid base64 between bytes {start} and {start + usable} ({exc}); "
+                f"the file is corrupt - restore it from a backup and retry"
+            ) from None
+        return True
+
+    def next_row(self) -> Optional[np.ndarray]:
+        while len(self._buf) < self.row_bytes:
+            if not self._fill():
+                return None
+        row = np.frombuffer(bytes(self._buf[: self.row_bytes]), dtype="<f4").astype(np.float32)
+        del self._buf[: self.row_bytes]
+        return row
+
+    def close(self) -> None:
+        self._f.close()
+
+    def finish(self) -> int:
+        """Read to the end of the matrix (so a truncated file is caught); the rows left over."""
+        extra = 0
+        self._f = open(self.path, "rb")
+        while True:
+            while len(self._buf) >= self.row_bytes:
+                del self._buf[: self.row_bytes]
+                extra += 1
+            if not self._fill():
+                break
+        self._f.close()
+        if self._buf:
+            raise SourceError(
+                f"{self.path}: the matrix ends with {len(self._buf)} bytes that are not a whole row of "
+                f"{self.dim} float32 values; the file is corrupt or embedding_dim is wrong - restore it from a backup"
+            )
+        return extra

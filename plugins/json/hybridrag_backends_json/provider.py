@@ -1,0 +1,188 @@
+"""The JSON provider: LightRAG's default embedded backend (JSON KV files, NanoVectorDB, NetworkX GraphML)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hybridrag_backends.models import BackendConfig, BackendType, StorageMetrics
+from hybridrag_backends.provider import BackendProvider, Check
+
+from . import layout
+from .metrics import count_file
+from .session import JsonSession
+from .writer import is_our_file
+
+STORAGE_CLASSES = {
+    "kv_storage": "JsonKVStorage",
+    "vector_storage": "NanoVectorDBStorage",
+    "graph_storage": "NetworkXStorage",
+    "doc_status_storage": "JsonDocStatusStorage",
+}
+# what ``status`` sums into entity/relation/chunk/doc counts, best source first
+_ENTITY_SOURCES = ("chunk_entity_relation.nodes", "entities")
+_RELATION_SOURCES = ("chunk_entity_relation.edges", "relationships")
+_CHUNK_SOURCES = ("text_chunks", "chunks")
+_DOC_SOURCES = ("full_docs", "doc_status")
+
+
+def lightrag_workspace_error(workspace: str) -> Optional[str]:
+    """LightRAG 1.5.7's own rule (``lightrag.utils.validate_workspace``), without importing LightRAG."""
+    if "/" in workspace or "\\" in workspace or workspace in (".", ".."):
+        return f"invalid workspace name {workspace!r}: must not contain '/' or '\\' or be '.' or '..'"
+    return None
+
+
+class JsonProvider(BackendProvider):
+    name = "json"
+    description = "LightRAG's default files: JSON KV stores, NanoVectorDB vectors, NetworkX GraphML graph"
+    url_schemes = ()
+
+    def claims_path(self, path: Path) -> bool:
+        path = Path(path).expanduser()
+        if not path.exists():
+            return True  # a new target
+        if not path.is_dir():
+            return False
+        if layout.workspaces_with_files(path):
+            return True
+        # empty, or holding only the partial files of an interrupted copy into it (a resumable target)
+        return all(
+            is_our_file(p) or (p.is_dir() and all(is_our_file(q) for q in p.iterdir())) for p in path.iterdir()
+        )
+
+    def config_from_target(self, target: str, *, workspace: Optional[str] = None) -> BackendConfig:
+        return BackendConfig(
+            backend_type=BackendType.JSON,
+            working_dir=os.path.abspath(os.path.expanduser(target)),
+            workspace=workspace or "",
+        )
+
+    def describe(self, config: BackendConfig) -> str:
+        where = str(Path(config.working_dir or ".").expanduser().resolve())
+        return f"json:{where}" + (f"#{config.workspace}" if config.workspace else "")
+
+    def storage_classes(self, config: BackendConfig) -> Dict[str, str]:
+        return dict(STORAGE_CLASSES)
+
+    def env_vars(self, config: BackendConfig) -> Dict[str, str]:
+        # LightRAG's JSON storages read no env var of their own; LightRAG reads WORKSPACE
+        # (LightRAG.workspace default) and its server WORKING_DIR and LIGHTRAG_*_STORAGE
+        # (lightrag/api/config.py).
+        env = {
+            "WORKING_DIR": str(Path(config.working_dir or ".").expanduser().resolve()),
+            "WORKSPACE": config.workspace or "",
+            "LIGHTRAG_KV_STORAGE": STORAGE_CLASSES["kv_storage"],
+            "LIGHTRAG_VECTOR_STORAGE": STORAGE_CLASSES["vector_storage"],
+            "LIGHTRAG_GRAPH_STORAGE": STORAGE_CLASSES["graph_storage"],
+            "LIGHTRAG_DOC_STATUS_STORAGE": STORAGE_CLASSES["doc_status_storage"],
+        }
+        return env
+
+    def lightrag_kwargs(self, config: BackendConfig) -> Dict[str, Any]:
+        kwargs: Dict[str, Any] = dict(STORAGE_CLASSES)
+        kwargs["working_dir"] = str(Path(config.working_dir or ".").expanduser().resolve())
+        kwargs["workspace"] = config.workspace or ""
+        return kwargs
+
+    def _folder(self, config: BackendConfig) -> Path:
+        return layout.workspace_dir(str(Path(config.working_dir or ".").expanduser()), config.workspace or "")
+
+    async def validate(self, config: BackendConfig) -> List[Check]:
+        checks: List[Check] = []
+        wd = Path(config.working_dir or ".").expanduser()
+        ws = config.workspace or ""
+        exists = wd.is_dir()
+        checks.append(Check(
+            "working dir exists", exists, str(wd),
+            "" if exists else f"create it, or point to the LightRAG working_dir (the folder holding kv_store_*.json)",
+        ))
+        ws_error = lightrag_workspace_error(ws)
+        checks.append(Check("workspace name", ws_error is None, ws or "(default)", ws_error or ""))
+        if not exists or ws_error:
+            return checks
+        folder = self._folder(config)
+        files = layout.store_files(folder)
+        found = layout.workspaces_with_files(wd)
+        hint = ", ".join(f"--workspace {w}" if w else "no --workspace" for w in found) or "none found"
+        checks.append(Check(
+            "LightRAG files", bool(files), f"{len(files)} files in {folder}",
+            "" if files else f"no kv_store_*.json / vdb_*.json / graph_*.graphml in {folder}; workspaces with files: {hint}",
+        ))
+        unreadable = [sf.name for sf in files if not os.access(sf.path, os.R_OK)]
+        checks.append(Check(
+            "files readable", not unreadable, ", ".join(unreadable) or "all",
+            f"give the current user read permission (chmod u+r) on: {', '.join(unreadable)}" if unreadable else "",
+        ))
+        return checks
+
+    def migrate_command(self, config: BackendConfig) -> str:
+        parts = ["hybridrag-backends", "migrate", "--from", str(Path(config.working_dir or ".").expanduser().resolve())]
+        if config.workspace:
+            parts += ["--workspace", config.workspace]
+        parts += ["--to", "postgresql://USER@HOST:5432/DB"]
+        return shlex.join(parts)
+
+    async def metrics(self, config: BackendConfig) -> StorageMetrics:
+        import asyncio
+
+        return await asyncio.to_thread(self._metrics, config)
+
+    def _metrics(self, config: BackendConfig) -> StorageMetrics:
+        from hybridrag_backends.errors import HybridRAGBackendsError, NotFoundError
+
+        folder = self._folder(config)
+        if not folder.is_dir():
+            raise NotFoundError(f"{folder} does not exist; give a LightRAG working dir (and --workspace if it uses one)")
+        m = StorageMetrics(backend_type=BackendType.JSON)
+        methods: Dict[str, str] = {}
+        health = "healthy"
+        for sf in layout.store_files(folder):
+            size = sf.path.stat().st_size
+            m.file_sizes[sf.name] = size
+            m.total_size_bytes += size
+            try:
+                counted = count_file(sf.path, sf.namespace)
+            except HybridRAGBackendsError as exc:
+                m.warnings.append(str(exc))
+                methods[sf.name] = "unreadable"
+                health = "degraded"
+                continue
+            methods[sf.name] = counted.method
+            if counted.warning:
+                m.warnings.append(counted.warning)
+            if sf.kind == "graph":
+                m.store_counts[f"{sf.namespace}.nodes"] = counted.records
+                m.store_counts[f"{sf.namespace}.edges"] = counted.edges
+            else:
+                m.store_counts[sf.namespace] = counted.records
+        m.entity_count = _first(m.store_counts, _ENTITY_SOURCES)
+        m.relation_count = _first(m.store_counts, _RELATION_SOURCES)
+        m.chunk_count = _first(m.store_counts, _CHUNK_SOURCES)
+        m.doc_count = _first(m.store_counts, _DOC_SOURCES)
+        m.health = health
+        m.details = {
+            "working_dir": str(Path(config.working_dir or ".").expanduser().resolve()),
+            "workspace": config.workspace or "",
+            "count_methods": methods,
+            "other_files": [p.name for p in layout.other_files(folder) if not p.name.startswith(".")],
+            "absent_standard_files": [n for n in layout.standard_file_names() if n not in m.file_sizes],
+            "workspaces": layout.workspaces_with_files(Path(config.working_dir or ".").expanduser()),
+        }
+        m.check_migration_warnings(config.file_size_warning_mb, config.total_size_warning_mb, self.migrate_command(config))
+        return m
+
+    def open(self, config: BackendConfig) -> JsonSession:
+        return JsonSession(str(Path(config.working_dir or ".").expanduser().resolve()), config.workspace or "")
+
+
+def _first(counts: Dict[str, int], names: tuple) -> int:
+    for name in names:
+        if name in counts:
+            return counts[name]
+    return 0
+
+
+

@@ -1,0 +1,144 @@
+"""Byte-level scanning of big files in fixed chunks: bounded memory, no mmap.
+
+mmap is avoided on purpose: mapped pages count in the process RSS, and status
+must stay under 200 MB on multi-GB files. One reused buffer is filled with
+``readinto``; patterns that straddle two chunks are caught by carrying the last
+``len(pattern) - 1`` bytes over.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO, Dict, Iterator, Optional, Sequence, Tuple
+
+CHUNK = 8 * 1024 * 1024
+BOM = b"\xef\xbb\xbf"
+
+
+def chunks(f: BinaryIO, start: int = 0, end: Optional[int] = None, size: int = CHUNK) -> Iterator[Tuple[int, memoryview]]:
+    """Yield (offset, view) over ``f[start:end]``; the view is only valid until the next step."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    f.seek(start)
+    pos = start
+    while end is None or pos < end:
+        want = size if end is None else min(size, end - pos)
+        n = f.readinto(view[:want])
+        if not n:
+            return
+        yield pos, view[:n]
+        pos += n
+
+
+def count_patterns(path: Path, patterns: Sequence[bytes], start: int = 0, end: Optional[int] = None) -> Dict[bytes, int]:
+    """Occurrences of each pattern in ``path[start:end]``, chunk boundaries included."""
+    counts = {p: 0 for p in patterns}
+    keep = max(len(p) for p in patterns) - 1
+    # one buffer: the carried tail of the previous chunk, then the new chunk read in place
+    buf = bytearray(keep + CHUNK)
+    view = memoryview(buf)
+    tail = 0
+    with open(path, "rb", buffering=0) as f:
+        f.seek(start)
+        pos = start
+        while end is None or pos < end:
+            want = CHUNK if end is None else min(CHUNK, end - pos)
+            n = f.readinto(view[tail : tail + want])
+            if not n:
+                break
+            pos += n
+            size = tail + n
+            for p in patterns:
+                # an occurrence lying wholly inside the carried tail was counted last round
+                counts[p] += buf.count(p, 0, size) - (buf.count(p, 0, tail) if tail else 0)
+            tail = min(keep, size)
+            buf[:tail] = buf[size - tail : size]
+    return counts
+
+
+def find_first(path: Path, literal: bytes, start: int = 0, accept=None) -> Optional[int]:  # noqa: ANN001
+    """Offset of the first ``literal`` in ``path`` from ``start`` for which ``accept(data, i)`` holds.
+
+    ``data`` holds at least 64 bytes around the hit when the file has them.
+    """
+    keep = len(literal) - 1 + 64
+    buf = bytearray(keep + CHUNK)
+    view = memoryview(buf)
+    tail = 0
+    search_from = 0  # within buf: hits before it were already judged
+    with open(path, "rb", buffering=0) as f:
+        f.seek(start)
+        base = start  # file offset of buf[0]
+        while True:
+            n = f.readinto(view[tail : tail + CHUNK])
+            size = tail + n
+            i = buf.find(literal, search_from, size)
+            search_from = max(0, size - len(literal) + 1)
+            while i >= 0:
+                if i + len(literal) + 64 > size and n:
+                    search_from = i  # too close to the end to judge: look again next round
+                    break
+                prev = bytes(buf[i - 1 : i]) if i else (read_at(path, base - 1, 1) if base > start else b"")
+                if accept is None or accept(prev + bytes(buf[i : i + len(literal) + 64]), len(prev)):
+                    return base + i
+                i = buf.find(literal, i + 1, size)
+            if not n:
+                return None
+            new_tail = min(keep, size)
+            base += size - new_tail
+            search_from = max(0, search_from - (size - new_tail))
+            buf[:new_tail] = buf[size - new_tail : size]
+            tail = new_tail
+
+
+def head(path: Path, n: int = 4096) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def tail_bytes(path: Path, n: int = 64) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - n))
+        return f.read()
+
+
+def bom_len(path: Path) -> int:
+    return len(BOM) if head(path, 3) == BOM else 0
+
+
+class RegionReader:
+    """A read-only file object over ``f[start:end]`` followed by ``suffix`` bytes.
+
+    Lets ijson parse the part of a NanoVectorDB file before the (huge) matrix
+    string, with a synthetic ending, so the matrix is never built as a Python
+    string. ``consumed`` tells how far into the file parsing got (for error offsets).
+    """
+
+    def __init__(self, f: BinaryIO, start: int, end: Optional[int], suffix: bytes = b"") -> None:
+        self._f = f
+        self._f.seek(start)
+        self._pos = start
+        self._end = end
+        self._suffix = suffix
+        self.consumed = start
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = CHUNK
+        if self._end is None or self._pos < self._end:
+            want = n if self._end is None else min(n, self._end - self._pos)
+            data = self._f.read(want)
+            self._pos += len(data)
+            self.consumed = self._pos
+            if data or self._end is None:
+                return data
+        data, self._suffix = self._suffix[:n], self._suffix[n:]
+        return data
+
+
+def read_at(path: Path, offset: int, n: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(n)

@@ -1,0 +1,224 @@
+"""The JSON backend's stream interface: read and write one working dir + workspace."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional
+
+from hybridrag_backends.errors import SourceError, TargetError
+from hybridrag_backends.provider import (
+    BackendSession,
+    ReadBatch,
+    Record,
+    RejectedRecord,
+    StoreInfo,
+    StoreKind,
+    edge_key,
+)
+
+from . import graphml, layout
+from .kvread import KVFile, Rejected
+from .metrics import count_file
+from .nanovdb import VDBFile
+from .writer import GraphWriter, StoreWriter, lightrag_files, our_files, writer_for
+
+YIELD_EVERY = 200  # records between event-loop yields while parsing
+
+
+class JsonSession(BackendSession):
+    def __init__(self, working_dir: str, workspace: str = "") -> None:
+        self.working_dir = Path(working_dir)
+        self.workspace = workspace or ""
+        self.folder = layout.workspace_dir(working_dir, self.workspace)
+        self._writers: Dict[str, StoreWriter] = {}
+        self._stores: List[StoreInfo] = []
+        self._force = False
+        self.notes: Dict[str, Dict[str, Any]] = {}  # store name -> what normalisation did (last read)
+
+    # -- reading -----------------------------------------------------------------
+
+    def _files(self) -> Dict[str, layout.StoreFile]:
+        return layout.files_by_name(self.folder)
+
+    async def list_stores(self) -> List[StoreInfo]:
+        stores: List[StoreInfo] = []
+        for sf in layout.store_files(self.folder):
+            dim = VDBFile(sf.path, sf.namespace).embedding_dim() if sf.kind == "vdb" else None
+            stores.extend(layout.stores_of(sf, dim))
+        return sorted(stores, key=StoreInfo.sort_key)
+
+    def absent_standard_files(self) -> List[str]:
+        present = set(self._files())
+        return [n for n in layout.standard_file_names() if n not in present]
+
+    def _path(self, store: StoreInfo) -> Path:
+        path = self.folder / layout.file_name(store)
+        if not path.is_file():
+            raise SourceError(f"{path} does not exist; the store {store.name} is not in this working dir")
+        return path
+
+    def store_bytes(self, store: StoreInfo) -> Optional[int]:
+        if store.kind is StoreKind.GRAPH_EDGES:
+            return None  # one file holds both graph stores: its size is given with the nodes
+        return self._path(store).stat().st_size
+
+    def fingerprint(self) -> Dict[str, Any]:
+        return {
+            sf.name: [sf.path.stat().st_size, sf.path.stat().st_mtime_ns] for sf in layout.store_files(self.folder)
+        }
+
+    async def count(self, store: StoreInfo) -> int:
+        counted = await asyncio.to_thread(count_file, self._path(store), store.namespace)
+        if store.kind is StoreKind.GRAPH_EDGES:
+            return counted.edges
+        return counted.records
+
+    async def read(self, store: StoreInfo, after: Optional[str] = None, batch_size: int = 1000) -> AsyncIterator[ReadBatch]:
+        start = _parse_cursor(after, store)
+        batch = ReadBatch()
+        n = 0
+        for item in self._items(store, start):
+            if isinstance(item, Record):
+                batch.records.append(item)
+                batch.cursor = item.cursor
+            else:
+                batch.rejected.append(item)
+                batch.cursor = item.cursor
+            n += 1
+            if len(batch.records) + len(batch.rejected) >= batch_size:
+                yield batch
+                batch = ReadBatch()
+            elif n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        if batch.records or batch.rejected:
+            yield batch
+
+    def _items(self, store: StoreInfo, start: Optional[int]) -> Iterator[Any]:
+        path = self._path(store)
+        name = store.name
+        if store.kind in (StoreKind.KV, StoreKind.DOC_STATUS):
+            kv = KVFile(path, store.namespace)
+            for index, key, value in kv.items(start):
+                yield _record_or_reject(name, key, value, index, path)
+            self.notes[name] = kv.notes.to_dict()
+        elif store.kind is StoreKind.VECTOR:
+            vdb = VDBFile(path, store.namespace)
+            for index, key, value in vdb.items(start):
+                if isinstance(value, Rejected):
+                    yield _record_or_reject(name, key, value, index, path)
+                else:
+                    payload, vector = value
+                    yield Record(name, key, payload, vector=vector, cursor=str(index))
+            self.notes[name] = vdb.notes.to_dict()
+        else:
+            kind = "node" if store.kind is StoreKind.GRAPH_NODES else "edge"
+            for index, (_, payload, node_id) in enumerate(graphml.iter_elements(path, kind)):
+                if start is not None and index <= start:
+                    continue
+                key = node_id if kind == "node" else edge_key(str(payload["source"]), str(payload["target"]))
+                if key is None:
+                    yield RejectedRecord(name, None, "graph node without an id", f"{path}", str(index))
+                    continue
+                yield Record(name, key, payload, cursor=str(index))
+
+    # -- writing -----------------------------------------------------------------
+
+    async def is_empty(self) -> bool:
+        return not lightrag_files(self.folder)
+
+    async def prepare_target(self, stores: List[StoreInfo], job, *, force: bool) -> None:  # noqa: ANN001
+        self._stores = sorted(stores, key=StoreInfo.sort_key)
+        self._force = force
+        fresh = not any(cp.done or cp.target_position for cp in job.checkpoints)
+        if fresh:
+            if lightrag_files(self.folder) and not force:
+                raise TargetError(f"target {self.describe()} is not empty; use --force to replace it")
+            for stale in our_files(self.folder):  # left by an abandoned earlier job
+                stale.unlink()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._writers = {}
+        for store in self._stores:
+            cp = job.checkpoint(store.name)
+            writer = self._new_writer(store, job, cp.target_position if cp else None)
+            self._writers[store.name] = writer
+            if cp is not None and cp.done:
+                continue
+            if writer.replaced():
+                continue  # moved into place just before a crash; finish_store will be a no-op
+            writer.restore()
+
+    def _new_writer(self, store: StoreInfo, job, position) -> StoreWriter:  # noqa: ANN001
+        key_start = 0
+        if store.kind is StoreKind.GRAPH_EDGES:
+            cp = job.checkpoint(f"{store.namespace}.nodes")
+            key_start = len(((cp.target_position if cp else None) or {}).get("keys", []))
+        return writer_for(self.folder, store, job.job_id, position, key_start)
+
+    def _writer(self, store: StoreInfo, job) -> StoreWriter:  # noqa: ANN001
+        writer = self._writers.get(store.name)
+        if writer is None:
+            raise TargetError(f"store {store.name} was not announced to prepare_target; this is a bug in the caller")
+        if store.kind is StoreKind.GRAPH_EDGES and isinstance(writer, GraphWriter):
+            nodes = self._writers.get(f"{store.namespace}.nodes")
+            if nodes is not None and isinstance(nodes, GraphWriter):
+                writer.keys.reserve(len(nodes.keys.rows))
+        return writer
+
+    async def write_batch(self, store: StoreInfo, records: List[Record], job) -> None:  # noqa: ANN001
+        writer = self._writer(store, job)
+        await asyncio.to_thread(writer.write, records)
+        cp = job.checkpoint(store.name)
+        if cp is not None:
+            cp.target_position = writer.position()
+
+    async def finish_store(self, store: StoreInfo, job) -> None:  # noqa: ANN001
+        writer = self._writer(store, job)
+        if store.kind is StoreKind.GRAPH_NODES:
+            if not any(s.kind is StoreKind.GRAPH_EDGES and s.namespace == store.namespace for s in self._stores):
+                await asyncio.to_thread(self._assemble_graph, store.namespace)
+            return
+        if store.kind is StoreKind.GRAPH_EDGES:
+            await asyncio.to_thread(self._assemble_graph, store.namespace)
+            return
+        await asyncio.to_thread(writer.finish)
+
+    def _assemble_graph(self, namespace: str) -> None:
+        nodes = self._writers.get(f"{namespace}.nodes")
+        edges = self._writers.get(f"{namespace}.edges")
+        owner = edges or nodes
+        assert isinstance(owner, GraphWriter)
+        owner.assemble(nodes if isinstance(nodes, GraphWriter) else None, edges if isinstance(edges, GraphWriter) else None)
+
+    async def finish_target(self, job) -> None:  # noqa: ANN001
+        produced = {self.folder / layout.file_name(s) for s in self._stores}
+        if self._force:  # replace = the target ends up holding exactly the source's stores
+            for path in lightrag_files(self.folder):
+                if path not in produced:
+                    path.unlink()
+        for leftover in our_files(self.folder):
+            leftover.unlink()
+
+    def describe(self) -> str:
+        return f"json:{self.folder.resolve()}"
+
+
+def _parse_cursor(after: Optional[str], store: StoreInfo) -> Optional[int]:
+    if after is None:
+        return None
+    try:
+        return int(after)
+    except ValueError:
+        raise SourceError(
+            f"resume position {after!r} for store {store.name} is not a JSON reader position; "
+            f"the job was started by another backend's reader - restart without --resume"
+        ) from None
+
+
+def _record_or_reject(store: str, key: str, value: Any, index: int, path: Path):
+    if isinstance(value, Rejected):
+        return RejectedRecord(store, key, value.reason, f"{path} near byte {value.offset}", str(index))
+    return Record(store, key, value, cursor=str(index))
+
+
+

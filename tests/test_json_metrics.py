@@ -1,0 +1,171 @@
+"""JSON provider: status counts against an independent truth (json.load / networkx), validation, config."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+
+import networkx as nx
+import pytest
+from conftest import REALDATA, realdata_workspaces
+
+from hybridrag_backends.models import BackendConfig
+from hybridrag_backends_json import layout
+from hybridrag_backends_json.metrics import count_file
+from hybridrag_backends_json.provider import JsonProvider
+
+WORKSPACES = realdata_workspaces()
+IDS = [f"{d.name}:{w or '-'}" for d, w in WORKSPACES]
+
+
+def truth(folder: Path) -> dict:
+    """Record counts computed the obvious way, loading each file whole (fine for the small realdata)."""
+    counts = {}
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        if name.startswith("kv_store_") and name.endswith(".json"):
+            ns = name[len("kv_store_") : -len(".json")]
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+            first = next(iter(data), "")
+            if ns.endswith("_cache") and len(first.split(":")) != 3:
+                # old layout: what LightRAG 1.5.7's migration flattens is counted flattened
+                n = 0
+                for v in data.values():
+                    nested = isinstance(v, dict) and v and all(isinstance(e, dict) and "return" in e for e in v.values())
+                    n += len(v) if nested else 1
+                counts[ns] = n
+            else:
+                counts[ns] = len(data)
+        elif name.startswith("vdb_") and name.endswith(".json"):
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+            counts[name[4:-5]] = len(data["data"])
+            rows = len(base64.b64decode(data["matrix"])) // 4 // data["embedding_dim"]
+            assert rows == len(data["data"])  # realdata matrices are complete
+        elif name.startswith("graph_") and name.endswith(".graphml"):
+            g = nx.read_graphml(path)
+            ns = name[6:-8]
+            counts[f"{ns}.nodes"] = g.number_of_nodes()
+            counts[f"{ns}.edges"] = g.number_of_edges()
+    return counts
+
+
+@pytest.mark.parametrize("wd,ws", WORKSPACES, ids=IDS)
+def test_status_counts_every_store_like_the_truth(wd, ws):
+    provider = JsonProvider()
+    m = asyncio.run(provider.metrics(provider.config_from_target(str(wd), workspace=ws)))
+    folder = wd / ws if ws else wd
+    assert m.store_counts == truth(folder)
+    assert set(m.file_sizes) == {p.name for p in layout.store_files(folder)}
+    assert m.total_size_bytes == sum(p.stat().st_size for p in layout.store_files(folder) for p in [p.path])
+    assert m.health == "healthy" and m.warnings == []
+    assert set(m.details["count_methods"]) == set(m.file_sizes)
+
+
+@pytest.mark.parametrize("wd,ws", WORKSPACES, ids=IDS)
+def test_session_count_matches_status(wd, ws):
+    provider = JsonProvider()
+    cfg = provider.config_from_target(str(wd), workspace=ws)
+    session = provider.open(cfg)
+    m = asyncio.run(provider.metrics(cfg))
+
+    async def counts():
+        return {s.name: await session.count(s) for s in await session.list_stores()}
+
+    assert asyncio.run(counts()) == m.store_counts
+
+
+def test_counting_methods_are_reported_and_fall_back_for_other_shapes(tmp_path):
+    indented = tmp_path / "kv_store_full_docs.json"
+    indented.write_text(json.dumps({"a": {"content": "x\ny"}, "b": {"content": "z"}}, indent=2))
+    compact = tmp_path / "kv_store_text_chunks.json"
+    compact.write_text(json.dumps({"a": {"content": "x"}, "b": {}, "c": {}}))
+    assert count_file(indented).records == 2 and count_file(indented).method.startswith("fast")
+    assert count_file(compact).records == 3 and count_file(compact).method.startswith("streamed")
+    empty = tmp_path / "kv_store_x.json"
+    empty.write_text("{}")
+    assert count_file(empty).records == 0
+
+
+def test_vdb_with_fewer_matrix_rows_than_records_warns(tmp_path):
+    f = tmp_path / "vdb_entities.json"
+    f.write_text(json.dumps({"embedding_dim": 2, "data": [{"__id__": "a"}, {"__id__": "b"}],
+                             "matrix": base64.b64encode(b"\0" * 8).decode()}))
+    counted = count_file(f)
+    assert counted.records == 2 and "1 matrix rows" in counted.warning
+
+
+def test_size_warnings_name_the_exact_migrate_command():
+    wd = REALDATA / "pararthdave__LightRAG__working_dir"
+    provider = JsonProvider()
+    cfg = BackendConfig(working_dir=str(wd), file_size_warning_mb=1, total_size_warning_mb=2)
+    m = asyncio.run(provider.metrics(cfg))
+    command = f"hybridrag-backends migrate --from {wd.resolve()} --to postgresql://USER@HOST:5432/DB"
+    assert any(w.startswith("vdb_entities.json") and command in w for w in m.warnings)
+    assert any(w.startswith("total") and command in w for w in m.warnings)
+    assert m.details["other_files"] == ["lightrag.log"]
+    assert "kv_store_doc_status.json" in m.details["absent_standard_files"]
+    ws_cmd = provider.migrate_command(BackendConfig(working_dir="/x y", workspace="kb"))
+    assert ws_cmd == "hybridrag-backends migrate --from '/x y' --workspace kb --to postgresql://USER@HOST:5432/DB"
+
+
+def test_claims_describe_env_and_kwargs(tmp_path):
+    p = JsonProvider()
+    lj = REALDATA / "ljxpython__langgraph_teach__rag_storage"
+    assert p.claims_path(lj) and p.claims_path(tmp_path / "new") and p.claims_path(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    assert not p.claims_path(tmp_path) and not p.claims_path(tmp_path / "notes.txt")
+    only_ws = tmp_path / "wd"
+    (only_ws / "kb").mkdir(parents=True)
+    (only_ws / "kb" / "kv_store_full_docs.json").write_text("{}")
+    assert p.claims_path(only_ws)
+    cfg = p.config_from_target(str(lj), workspace="knowledge_base")
+    assert cfg.backend_type == "json" and cfg.working_dir == str(lj) and cfg.workspace == "knowledge_base"
+    assert p.describe(cfg) == f"json:{lj.resolve()}#knowledge_base"
+    assert p.describe(p.config_from_target(str(lj) + "/")) == f"json:{lj.resolve()}"
+    env = p.env_vars(cfg)
+    assert env["WORKSPACE"] == "knowledge_base" and env["WORKING_DIR"] == str(lj.resolve())
+    assert env["LIGHTRAG_KV_STORAGE"] == "JsonKVStorage" and env["LIGHTRAG_GRAPH_STORAGE"] == "NetworkXStorage"
+    kwargs = p.lightrag_kwargs(cfg)
+    assert kwargs["vector_storage"] == "NanoVectorDBStorage" and kwargs["workspace"] == "knowledge_base"
+
+
+def test_validate_reports_each_problem_with_a_fix(tmp_path):
+    p = JsonProvider()
+
+    def failing(cfg):
+        return {c.name: c for c in asyncio.run(p.validate(cfg)) if not c.ok}
+
+    assert failing(p.config_from_target(str(REALDATA / "macking3__lucaOS__rag_storage"))) == {}
+    missing = failing(p.config_from_target(str(tmp_path / "nope")))
+    assert "working dir exists" in missing and missing["working dir exists"].fix
+    lj = REALDATA / "ljxpython__langgraph_teach__rag_storage"
+    wrong_ws = failing(p.config_from_target(str(lj), workspace="nosuch"))
+    assert "--workspace knowledge_base" in wrong_ws["LightRAG files"].fix
+    bad = BackendConfig(working_dir=str(lj))
+    bad.workspace = ".."  # bypasses BackendConfig's own check: LightRAG's rule still catches it
+    assert "workspace name" in failing(bad)
+
+
+def test_chunked_scans_match_a_whole_file_search_at_every_boundary(tmp_path, monkeypatch):
+    import random
+    import re
+
+    from hybridrag_backends_json import scan
+    from hybridrag_backends_json.nanovdb import _is_matrix_key
+
+    monkeypatch.setattr(scan, "CHUNK", 7)  # every pattern straddles chunk boundaries somewhere
+    rng = random.Random(3)
+    path = tmp_path / "f.bin"
+    for _ in range(1500):
+        data = bytes(rng.choice(b'ab"mxr\\: ') for _ in range(rng.randint(0, 120)))
+        if rng.random() < 0.5:
+            k = rng.randint(0, len(data))
+            data = data[:k] + b'"matrix": "QQ' + data[k:]
+        path.write_bytes(data)
+        want = next((m.start() for m in re.finditer(rb'(?<!\\)"matrix"\s*:\s*"', data)), None)
+        assert scan.find_first(path, b'"matrix"', 0, _is_matrix_key) == want, data
+        for pat in (b"ab", b'"a', b'\\"m'):
+            assert scan.count_patterns(path, [pat])[pat] == data.count(pat), (data, pat)
+            assert scan.count_patterns(path, [pat], 3, 50)[pat] == data[3:50].count(pat), (data, pat)

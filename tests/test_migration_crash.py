@@ -1,0 +1,140 @@
+"""Crash safety: SIGKILL the migration process at random points, resume each time, and end with a
+target equal to the source; SIGINT pauses cleanly (exit 5) and resumes."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+
+from test_migration_data import cli_args, cli_env, only_job_file, read_working_dir, run_cli, write_working_dir
+
+POLL_S = 0.002
+
+
+def read_job(home: Path, newer_than_ns: int = 0) -> Optional[dict]:
+    path = only_job_file(home)
+    try:
+        if path is None or path.stat().st_mtime_ns < newer_than_ns:
+            return None
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None  # being replaced right now
+
+
+def run_until(home: Path, args: list, condition: Callable[[dict], bool], sig: int, timeout: float = 120):
+    """Start the CLI, send ``sig`` as soon as the job file written by THIS process satisfies ``condition``
+    (a killed run leaves a stale in_progress file behind); returns (returncode, job at signal, out, err)."""
+    started = time.time_ns()
+    proc = subprocess.Popen(cli_args(*args), env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    seen = None
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            job = read_job(home, started)
+            if job is not None and job["status"] == "in_progress" and condition(job):
+                seen = job
+                proc.send_signal(sig)
+                break
+            time.sleep(POLL_S)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, seen, out, err
+
+
+def committed(job: dict) -> int:
+    return sum(cp["migrated_count"] + cp["rejected_count"] for cp in job["checkpoints"])
+
+
+def store_boundary(index: int) -> Callable[[dict], bool]:
+    """Store ``index`` finished (the next one not necessarily started)."""
+    return lambda job: job["checkpoints"][index]["done"]
+
+
+@pytest.fixture
+def source(tmp_path) -> Path:
+    # ~3.5k records over 11 stores: with --batch-size 20 that is ~180 committed batches
+    return write_working_dir(tmp_path / "src", docs=120, chunks_per_doc=4, entities=300, relations=500, dim=48)
+
+
+def test_sigkill_at_random_points_then_resume(tmp_path, source):
+    home = tmp_path / "home"
+    target = tmp_path / "dst"
+    base = ["migrate", "--from", str(source), "--to", str(target), "--batch-size", "20", "--json"]
+    rng = random.Random(20261128)
+    plan = json.loads(run_cli(home, *base, "--dry-run").stdout)["plan"]
+    counts = [st["records"] for st in plan["stores"]]
+    total = sum(counts)
+    # (records committed at about that point, condition): five random points by committed records,
+    # and two store boundaries (one in the first half of the stores, one in the second)
+    points = [(r, lambda job, r=r: committed(job) >= r) for r in rng.sample(range(40, total - 40), 5)]
+    for index in (rng.randrange(0, len(counts) // 2), rng.randrange(len(counts) // 2, len(counts) - 1)):
+        points.append((sum(counts[: index + 1]), store_boundary(index)))
+    points.sort(key=lambda p: p[0])
+    kills = 0
+    for _, cond in points:
+        args = base + (["--resume"] if only_job_file(home) else [])
+        code, seen, out, err = run_until(home, args, cond, signal.SIGKILL)
+        if seen is None:  # the run finished before reaching this point
+            assert code == 0, err
+            break
+        assert code == -signal.SIGKILL, (code, err)
+        kills += 1
+        after = read_job(home)
+        assert after["status"] == "in_progress"  # killed: nobody had the chance to update it
+        assert committed(after) <= total
+    assert kills >= 5
+    # one more kill while verifying (all stores copied)
+    code, seen, out, err = run_until(home, base + ["--resume"], lambda job: all(cp["done"] for cp in job["checkpoints"]), signal.SIGKILL)
+    kills += seen is not None
+    final = run_cli(home, *base, "--resume")
+    if final.returncode != 0:  # the previous run may have completed before the kill landed
+        assert "no resumable" in final.stderr + final.stdout, final.stdout + final.stderr
+        jobs = json.loads(run_cli(home, "jobs", "--json").stdout)["jobs"]
+        assert jobs[-1]["status"] == "completed"
+    else:
+        out = json.loads(final.stdout)
+        assert out["status"] == "completed" and out["verification"]["ok"] is True
+        assert out["migrated_records"] == total
+    assert read_working_dir(target) == read_working_dir(source)
+    jobs = json.loads(run_cli(home, "jobs", "--json").stdout)["jobs"]
+    assert len(jobs) == 1, "every resume continued the same job"
+
+
+def interrupt_and_resume(tmp_path: Path, source: Path, after_records: int) -> None:
+    home = tmp_path / "home"
+    target = tmp_path / "dst"
+    base = ["migrate", "--from", str(source), "--to", str(target), "--batch-size", "20"]
+    code, seen, out, err = run_until(home, base, lambda job: committed(job) >= after_records, signal.SIGINT)
+    assert seen is not None
+    assert code == 5, (code, err)
+    assert "Traceback" not in err and "interrupted" in err
+    job = read_job(home)
+    assert job["status"] == "paused"
+    assert job["migrated_records"] >= after_records
+    assert any(not cp["done"] for cp in job["checkpoints"])
+    final = run_cli(home, *base, "--resume", job["job_id"], "--json")
+    assert final.returncode == 0, final.stdout + final.stderr
+    result = json.loads(final.stdout)
+    assert result["job_id"] == job["job_id"] and result["status"] == "completed"
+    assert result["verification"]["ok"] is True
+    assert read_working_dir(target) == read_working_dir(source)
+
+
+def test_sigint_pauses_with_exit_5_then_resumes(tmp_path, source):
+    interrupt_and_resume(tmp_path, source, after_records=400)  # inside the second store
+
+
+@pytest.mark.xfail(strict=True, reason="JSON provider: claims_path does not accept a target dir that holds only "
+                   "partial files (interrupted inside the first store), so --to cannot be resolved on resume")
+def test_sigint_inside_the_first_store_then_resume(tmp_path, source):
+    interrupt_and_resume(tmp_path, source, after_records=60)

@@ -1,0 +1,293 @@
+"""The registry file: location, shape, strict keys, round trips, locking, and no passwords on disk."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hybridrag_backends.errors import NotFoundError, RegistryError
+from hybridrag_backends.models import BackendType, DatabaseEntry
+from hybridrag_backends.registry import CONFIG_KEYS, Registry, registry_path, scrub_secrets
+
+
+def write_yaml(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data, encoding="utf-8")
+    return path
+
+
+def test_location_env_overrides(tmp_path, monkeypatch):
+    monkeypatch.delenv("HYBRIDRAG_CONFIG")
+    monkeypatch.setenv("HYBRIDRAG_HOME", str(tmp_path / "home"))
+    assert registry_path() == tmp_path / "home" / "registry.yaml"
+    monkeypatch.setenv("HYBRIDRAG_CONFIG", str(tmp_path / "elsewhere.yaml"))
+    assert registry_path() == tmp_path / "elsewhere.yaml"
+    monkeypatch.delenv("HYBRIDRAG_CONFIG")
+    monkeypatch.delenv("HYBRIDRAG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert registry_path() == tmp_path / ".hybridrag" / "registry.yaml"
+
+
+def test_missing_or_empty_file_is_an_empty_registry(tmp_path):
+    assert Registry.load(tmp_path / "none.yaml").entries() == []
+    assert Registry.load(write_yaml(tmp_path / "empty.yaml", "")).entries() == []
+
+
+def test_spec_example_loads(tmp_path):
+    path = write_yaml(tmp_path / "r.yaml", """
+databases:
+  specstory:
+    name: specstory
+    path: /home/user/databases/specstory_db
+    source_folder: /home/user/jira-issues
+    source_type: specstory
+    auto_watch: true
+    backend_type: postgres
+    backend_config:
+      postgres_host: localhost
+      postgres_port: 5432
+      postgres_user: hybridrag
+      postgres_database: hybridrag
+      postgres_workspace: specstory
+""")
+    entry = Registry.load(path).get("specstory")
+    assert entry.backend_type is BackendType.POSTGRESQL and entry.auto_watch and entry.watch_interval == 300
+    cfg = entry.get_backend_config()
+    assert cfg.postgres_workspace == "specstory" and cfg.postgres_port == 5432
+
+
+def test_entries_written_before_backends_load_as_json(tmp_path):
+    path = write_yaml(tmp_path / "r.yaml", {"databases": {"old": {"name": "old", "path": "/data/old", "auto_watch": False}}})
+    entry = Registry.load(path).get("old")
+    assert entry.backend_type is BackendType.JSON and entry.backend_config is None
+    assert entry.get_backend_config().working_dir == "/data/old"
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"databases": {"kb": {"path": "/x", "colour": "red"}}}, r"entry 'kb' has unknown key 'colour' \(allowed: name, path,"),
+        (
+            {"databases": {"kb": {"path": "/x", "backend_config": {"postgres_hots": "h"}}}},
+            r"entry 'kb': backend_config has unknown key 'postgres_hots' \(allowed: backend_type, postgres_host",
+        ),
+        ({"databases": {}, "version": 2}, r"unknown top-level key 'version' \(allowed: databases\)"),
+        ({"databases": {"kb": {"path": "/x", "backend_config": {"postgres_port": 70000}}}},
+         r"entry 'kb': invalid postgres_port=70000: must be from 1 to 65535"),
+        ({"databases": {"kb": {"path": "/x", "backend_type": "Oracle 9!"}}}, r"entry 'kb': invalid backend_type='Oracle 9!'"),
+        ({"databases": {"kb": {"name": "other", "path": "/x"}}}, r"name must equal the key"),
+        ({"databases": {"kb": {"name": "kb"}}}, r"entry 'kb' has no 'path'"),
+        ({"databases": {"kb": {"path": "/x", "auto_watch": "yes please"}}}, r"auto_watch must be bool"),
+        ({"databases": ["kb"]}, r"'databases' must be a mapping"),
+        ("databases:\n  kb: [unclosed\n", r"not valid YAML at line \d+, column \d+"),
+    ],
+)
+def test_bad_files_fail_with_a_message_naming_the_problem(tmp_path, data, expected):
+    path = write_yaml(tmp_path / "r.yaml", data)
+    with pytest.raises(RegistryError, match=expected) as info:
+        Registry.load(path)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+# -- round trips ---------------------------------------------------------------------
+
+names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+paths = st.from_regex(r"/[A-Za-z0-9_. -]{1,30}", fullmatch=True)
+pg_config = st.fixed_dictionaries(
+    {},
+    optional={
+        "postgres_host": st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True),
+        "postgres_port": st.integers(1, 65535),
+        "postgres_user": st.text(min_size=1, max_size=10),
+        "postgres_database": st.text(min_size=1, max_size=10),
+        "postgres_workspace": st.from_regex(r"[A-Za-z0-9_]{1,40}", fullmatch=True),
+        "postgres_max_connections": st.integers(1, 100),
+        "vector_index_type": st.sampled_from(["hnsw", "ivfflat"]),
+        "hnsw_m": st.integers(4, 64),
+        "hnsw_ef": st.integers(16, 256),
+        "extra_options": st.dictionaries(st.from_regex(r"[a-z_]{1,8}", fullmatch=True), st.integers() | st.text(max_size=8), max_size=3),
+    },
+)
+json_config = st.none() | st.fixed_dictionaries(
+    {}, optional={"workspace": st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,10}", fullmatch=True),
+                  "file_size_warning_mb": st.integers(1, 10**6)}
+)
+entries = st.builds(
+    DatabaseEntry,
+    name=names,
+    path=paths,
+    source_folder=st.none() | paths,
+    source_type=st.sampled_from(["filesystem", "specstory", "jira"]),
+    auto_watch=st.booleans(),
+    watch_interval=st.integers(1, 10**6),
+    backend_type=st.just(BackendType.JSON),
+    backend_config=json_config,
+) | st.builds(
+    DatabaseEntry,
+    name=names,
+    path=paths,
+    backend_type=st.just(BackendType.POSTGRESQL),
+    backend_config=pg_config.map(lambda d: {**d, "postgres_password": "${POSTGRES_PASSWORD}"}),
+)
+
+
+@given(st.lists(entries, max_size=6, unique_by=lambda e: e.name))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_save_load_round_trip(batch):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "registry.yaml"
+        registry = Registry.load(path)
+        for entry in batch:
+            registry.add(entry)
+        registry.save()
+        loaded = Registry.load(path)
+        assert loaded.entries() == sorted(batch, key=lambda e: e.name)
+        loaded.save()  # saving what was loaded changes nothing
+        assert Registry.load(path).entries() == loaded.entries()
+
+
+def test_add_remove_replace(tmp_path):
+    path = tmp_path / "r.yaml"
+    reg = Registry.load(path)
+    reg.add(DatabaseEntry(name="a", path="/a"))
+    reg.save()
+    with pytest.raises(RegistryError, match="already registered.*db remove a.*--replace"):
+        Registry.load(path).add(DatabaseEntry(name="a", path="/other"))
+    reg = Registry.load(path)
+    reg.add(DatabaseEntry(name="a", path="/other"), replace=True)
+    reg.save()
+    assert Registry.load(path).get("a").path == "/other"
+    reg = Registry.load(path)
+    reg.remove("a")
+    reg.save()
+    assert Registry.load(path).entries() == []
+    with pytest.raises(NotFoundError, match="no database named 'a'"):
+        Registry.load(path).remove("a")
+
+
+def test_writes_are_atomic_private_and_leave_no_temp_files(tmp_path):
+    path = tmp_path / "sub" / "r.yaml"
+    reg = Registry.load(path)
+    reg.add(DatabaseEntry(name="a", path="/a"))
+    reg.save()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["r.yaml", "r.yaml.lock"]
+
+
+# -- parallel writers ----------------------------------------------------------------
+
+
+def _writer(path: str, worker: int, count: int) -> None:
+    for i in range(count):
+        reg = Registry.load(path)
+        reg.add(DatabaseEntry(name=f"w{worker}-{i}", path=f"/data/{worker}/{i}"))
+        reg.save()
+
+
+def test_parallel_writers_lose_nothing(tmp_path):
+    path = tmp_path / "r.yaml"
+    seed = Registry.load(path)
+    seed.add(DatabaseEntry(name="keep", path="/keep"))
+    seed.add(DatabaseEntry(name="drop", path="/drop"))
+    seed.save()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 8)) for w in range(6)]
+    for p in procs:
+        p.start()
+    remover = Registry.load(path)  # a stale view removing one entry while the others write
+    remover.remove("drop")
+    remover.save()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    names = {e.name for e in Registry.load(path).entries()}
+    assert names == {"keep"} | {f"w{w}-{i}" for w in range(6) for i in range(8)}
+
+
+def test_concurrent_registration_of_the_same_name_is_refused(tmp_path):
+    path = tmp_path / "r.yaml"
+    mine = Registry.load(path)
+    theirs = Registry.load(path)
+    theirs.add(DatabaseEntry(name="kb", path="/theirs"))
+    theirs.save()
+    mine.add(DatabaseEntry(name="kb", path="/mine"))
+    with pytest.raises(RegistryError, match="registered by another process meanwhile"):
+        mine.save()
+    assert Registry.load(path).get("kb").path == "/theirs"
+
+
+# -- secrets ------------------------------------------------------------------------
+
+secret = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#%&*+-;<=>?@^_~:/ ",
+                 min_size=8, max_size=20).map(lambda s: "Zq9" + s)
+
+
+@given(pw=secret, mongo_pw=secret, extra_pw=secret)
+@settings(max_examples=40, deadline=None)
+def test_no_password_ever_lands_in_the_file(pw, mongo_pw, extra_pw):
+    from urllib.parse import quote
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "registry.yaml"
+        reg = Registry.load(path)
+        needed = reg.add(DatabaseEntry(
+            name="pg", path="/pg", backend_type="postgres",
+            backend_config={
+                "postgres_password": pw,
+                "connection_string": f"postgresql://me:{quote(pw, safe='')}@h/db?sslmode=require",
+                "extra_options": {"ssl_key_password": extra_pw, "nested": {"dsn": f"postgresql://x:{quote(pw, safe='')}@h"}},
+            },
+        ))
+        assert needed == ["NESTED_PASSWORD", "POSTGRES_PASSWORD", "SSL_KEY_PASSWORD"] or needed == [
+            "DSN_PASSWORD", "POSTGRES_PASSWORD", "SSL_KEY_PASSWORD"]
+        reg.add(DatabaseEntry(name="mg", path="/mg", backend_type="mongodb",
+                              backend_config={"mongo_uri": f"mongodb://root:{quote(mongo_pw, safe='')}@m:27017/"}))
+        reg.save()
+        text = path.read_bytes().decode()
+        for s in (pw, mongo_pw, extra_pw, quote(pw, safe=""), quote(mongo_pw, safe="")):
+            assert s not in text
+        loaded = Registry.load(path)
+        stored = loaded.get("pg").backend_config
+        assert stored["postgres_password"] == "${POSTGRES_PASSWORD}"
+        assert stored["connection_string"] == "postgresql://me:${POSTGRES_PASSWORD}@h/db?sslmode=require"
+        assert loaded.get("mg").backend_config["mongo_uri"] == "mongodb://root:${MONGO_PASSWORD}@m:27017/"
+        # used with the environment, the real password comes back
+        cfg = loaded.get("pg").get_backend_config(env={"POSTGRES_PASSWORD": pw})
+        assert cfg.postgres_password == pw and cfg.postgres_ssl_mode == "prefer"
+        mongo = loaded.get("mg").get_backend_config(env={"MONGO_PASSWORD": mongo_pw})
+        assert mongo.mongo_uri == f"mongodb://root:{quote(mongo_pw, safe='')}@m:27017/"
+
+
+def test_save_scrubs_entries_changed_after_add(tmp_path):
+    path = tmp_path / "r.yaml"
+    reg = Registry.load(path)
+    reg.add(DatabaseEntry(name="pg", path="/pg", backend_type="postgres", backend_config={}))
+    reg.get("pg").backend_config["postgres_password"] = "literal-Zq9-secret"  # bypassing add()
+    reg.save()
+    assert "literal-Zq9-secret" not in path.read_text()
+
+
+def test_password_env_names_the_variable():
+    cleaned, needed = scrub_secrets({"postgres_password": "pw", "connection_string": "postgresql://u:pw@h/d"}, "KB_PG_PW")
+    assert cleaned == {"postgres_password": "${KB_PG_PW}", "connection_string": "postgresql://u:${KB_PG_PW}@h/d"}
+    assert needed == ["KB_PG_PW"]
+    # references and password-free URIs are left alone
+    same = {"postgres_password": "${X}", "connection_string": "postgresql://u@h/d", "mongo_uri": "mongodb://h/"}
+    assert scrub_secrets(same) == (same, [])
+
+
+def test_config_keys_cover_every_backend_config_field():
+    from dataclasses import fields
+
+    from hybridrag_backends.models import BackendConfig
+
+    assert set(CONFIG_KEYS) == {f.name for f in fields(BackendConfig)}
+    assert os.path.basename(str(registry_path())) == "registry.yaml"
