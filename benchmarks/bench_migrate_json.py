@@ -11,6 +11,10 @@
 4. Prints MB/s, records/s and the ratios. Target: migration peak RSS <= 300 MB.
 
 Not part of the test suite (it takes minutes and needs ~3 GB of disk).
+
+Last run (2026-11-28, 2-core VM shared with other jobs; 1174 MB, 255,400 records: 104,200 KV/doc
+status, 60,000 edges, 1536-d): copy + verify 76.9 s, 15.3 MB/s, 3,321 records/s, peak RSS 226 MB;
+LightRAG ``initialize_storages`` on the same data: 20.4 s, peak RSS 2,854 MB (RSS ratio 0.08).
 """
 
 from __future__ import annotations

@@ -29,16 +29,21 @@ from typing import Any, Dict, List, Optional
 import bson
 import mongomock
 from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
-from pymongo.errors import BulkWriteError, CollectionInvalid, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, CollectionInvalid, DocumentTooLarge, OperationFailure, PyMongoError
 from pymongo.results import BulkWriteResult
 
 FAKE_VERSION = "7.0.0-mongomock-fake"
+MAX_BSON_SIZE = 16 * 1024 * 1024
 _SEARCH_UNSUPPORTED = "Using Atlas Search Database Commands and the $listSearchIndexes aggregation stage requires additional configuration. (fake server: no search support)"
 
 
 def _wire(doc: Any) -> Any:
-    """What a round trip through BSON makes of ``doc`` (raises like the driver on bad values)."""
-    return bson.decode(bson.encode(doc))
+    """What a round trip through BSON makes of ``doc`` (raises like the driver on bad values and on
+    documents over the server's 16 MiB limit)."""
+    data = bson.encode(doc)
+    if len(data) > MAX_BSON_SIZE:
+        raise DocumentTooLarge(f"BSON document too large ({len(data)} bytes) - the connected server supports BSON document sizes up to {MAX_BSON_SIZE} bytes.")
+    return bson.decode(data)
 
 
 class FakeServer:
@@ -94,12 +99,12 @@ class FakeCursor:
         self._limit = 0
         self._items: Optional[List[Any]] = None
 
-    def sort(self, key: Any, direction: Optional[int] = None) -> "FakeCursor":
-        self._sort = [(key, direction or 1)] if isinstance(key, str) else list(key)
+    def sort(self, key_or_list: Any, direction: Optional[int] = None) -> "FakeCursor":
+        self._sort = [(key_or_list, direction or 1)] if isinstance(key_or_list, str) else list(key_or_list)
         return self
 
-    def limit(self, n: int) -> "FakeCursor":
-        self._limit = n
+    def limit(self, limit: int) -> "FakeCursor":
+        self._limit = limit
         return self
 
     def _load(self) -> List[Any]:
@@ -303,9 +308,9 @@ class FakeAsyncDatabase:
         self.server.log(self.name, None, "create_collection", name)
         return self[name]
 
-    async def drop_collection(self, name: str, **kwargs: Any) -> None:
-        self.sync.drop_collection(name)
-        self.server.log(self.name, None, "drop_collection", name)
+    async def drop_collection(self, name_or_collection: str, **kwargs: Any) -> None:
+        self.sync.drop_collection(name_or_collection)
+        self.server.log(self.name, None, "drop_collection", name_or_collection)
 
     async def command(self, command: Any, value: Any = None, **kwargs: Any) -> Dict[str, Any]:
         name = command if isinstance(command, str) else next(iter(command))
@@ -339,9 +344,9 @@ class FakeAsyncClient:
     def get_database(self, name: Optional[str] = None, **kwargs: Any) -> FakeAsyncDatabase:
         return self[name or self.default_database or "test"]
 
-    async def drop_database(self, name: str) -> None:
-        self.server.sync.drop_database(name)
-        self.server.log(name, None, "client_drop_database")
+    async def drop_database(self, name_or_database: str) -> None:
+        self.server.sync.drop_database(name_or_database)
+        self.server.log(name_or_database, None, "client_drop_database")
 
     async def server_info(self) -> Dict[str, Any]:
         return await self["admin"].command("buildInfo")

@@ -205,6 +205,9 @@ def test_truncated_vdb_in_data_and_in_matrix(tmp_path):
     path.write_bytes(full[:-10])  # cut inside the matrix text
     with pytest.raises(SourceError, match="vdb_entities.json: the matrix text is cut off at byte"):
         read(tmp_path, store)
+    path.write_bytes(full[:-1])  # only the final brace is missing
+    with pytest.raises(SourceError, match="vdb_entities.json: the file ends without closing its JSON object"):
+        read(tmp_path, store)
 
 
 def test_wrong_dimension_and_non_object_vector_records_are_rejected(tmp_path):
@@ -246,3 +249,13 @@ def test_empty_kv_file_is_no_records_and_a_non_object_is_an_error(tmp_path):
         read(tmp_path, kv("full_docs"))
     with pytest.raises(SourceError, match="not a LightRAG KV file"):
         count_file(path)
+
+
+def test_corrupt_byte_in_a_big_kv_file_is_located_exactly(tmp_path):
+    text = json.dumps({f"k{i}": {"v": "x" * 1000} for i in range(1500)}, indent=2)
+    bad = text.index('"k1200"') + 20  # far beyond ijson's first read buffer
+    path = tmp_path / "kv_store_full_docs.json"
+    path.write_text(text[:bad] + "@" + text[bad + 1 :])
+    with pytest.raises(SourceError) as err:
+        read(tmp_path, kv("full_docs"), batch_size=500)
+    assert f"{path}: invalid JSON at byte {bad}, after key 'k1199' (record #1199): lexical error" in str(err.value)

@@ -9,7 +9,6 @@ import base64
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,7 +57,7 @@ async def dump(wd, ws, stores):
             out[st["name"]] = {
                 "data": storage["data"],
                 "matrix": base64.b64encode(np.asarray(storage["matrix"], dtype=np.float32).tobytes()).decode(),
-                "packed": vecs,
+                "packed": {k: base64.b64encode(np.asarray(v, dtype=np.float32).tobytes()).decode() for k, v in vecs.items()},
             }
         elif kind == "graph_nodes":
             s = NetworkXStorage(namespace=ns, workspace=ws, global_config=cfg, embedding_func=None)
@@ -155,7 +154,8 @@ def test_lightrag_reads_back_every_record(round_trip, case):
                 # nano-vectordb re-normalises rows on load: equal up to float32 rounding
                 np.testing.assert_allclose(matrix[i], rec.vector / np.linalg.norm(rec.vector), rtol=0, atol=2e-7)
                 # LightRAG's own per-record vector (float16) decodes to the same row
-                np.testing.assert_allclose(got["packed"][rec.key], rec.vector, rtol=1e-3, atol=1e-3)
+                packed = np.frombuffer(base64.b64decode(got["packed"][rec.key]), dtype=np.float32)
+                np.testing.assert_allclose(packed, rec.vector, rtol=1e-3, atol=1e-3)
         elif store.kind is StoreKind.GRAPH_NODES:
             nodes = {n.pop("id"): n for n in got}
             assert nodes == {r.key: r.payload for r in records}

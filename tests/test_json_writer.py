@@ -184,3 +184,50 @@ def test_non_empty_target_needs_force_and_force_replaces(tmp_path):
     asyncio.run(go(True))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kv_store_full_docs.json"]
     assert list(json.loads((tmp_path / "kv_store_full_docs.json").read_text())) == ["new"]
+
+
+def test_crash_after_an_empty_store_was_moved_into_place(tmp_path):
+    """The first store is empty: no batch, no checkpoint position, only the done marker says it was ours."""
+    empty, full = StoreInfo("full_docs", StoreKind.KV), StoreInfo("text_chunks", StoreKind.KV)
+    job = new_job([empty, full])
+
+    async def go():
+        dst = JsonSession(str(tmp_path))
+        await dst.prepare_target([empty, full], job, force=False)
+        await dst.finish_store(empty, job)  # ...and the process dies before the job is saved
+        again = JsonSession(str(tmp_path))
+        await again.prepare_target([empty, full], job, force=False)  # not "target is not empty"
+        await again.finish_store(empty, job)
+        await again.write_batch(full, [Record("text_chunks", "c", {"content": "x"}, cursor="0")], job)
+        await again.finish_store(full, job)
+        await again.finish_target(job)
+
+    asyncio.run(go())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kv_store_full_docs.json", "kv_store_text_chunks.json"]
+
+
+def test_graphml_writer_keeps_what_networkx_reads_and_refuses_what_xml_cannot_hold(tmp_path):
+    import networkx as nx
+
+    nodes, edges = StoreInfo("chunk_entity_relation", StoreKind.GRAPH_NODES), StoreInfo("chunk_entity_relation", StoreKind.GRAPH_EDGES)
+    job = new_job([nodes, edges])
+    tricky = 'a<b>&"c"\r\n\tend '
+
+    async def go(bad=False):
+        dst = JsonSession(str(tmp_path))
+        await dst.prepare_target([nodes, edges], job, force=True)
+        await dst.write_batch(nodes, [Record(nodes.name, "A&<x>\n", {"description": tricky, "created_at": 5, "truncate": ""}),
+                                      Record(nodes.name, "B", {"flag": True})], job)
+        payload = {"weight": 1.5, "source": "A&<x>\n", "target": "B", "keywords": "bell\x07" if bad else "k"}
+        await dst.write_batch(edges, [Record(edges.name, "k", payload)], job)
+        for s in (nodes, edges):
+            await dst.finish_store(s, job)
+        await dst.finish_target(job)
+
+    asyncio.run(go())
+    g = nx.read_graphml(tmp_path / "graph_chunk_entity_relation.graphml")
+    assert dict(g.nodes(data=True)) == {"A&<x>\n": {"description": tricky, "created_at": 5, "truncate": ""}, "B": {"flag": True}}
+    assert g.edges["A&<x>\n", "B"] == {"weight": 1.5, "keywords": "k"}
+    job = new_job([nodes, edges])
+    with pytest.raises(TargetError, match=r"edge 'k': attribute 'keywords' holds the character '\\x07'"):
+        asyncio.run(go(bad=True))

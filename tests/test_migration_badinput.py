@@ -155,3 +155,14 @@ def test_vector_of_the_wrong_dimension(tmp_path):
     assert cp.done and cp.rejected_count == 1 and cp.migrated_count == len(vdb["data"]) - 1
     (reject,) = jobstore.read_rejects(job.job_id)
     assert reject["key"] == bad_key and "vdb_entities.json" in reject["location"]
+
+
+def test_dry_run_shows_the_unreadable_store_and_exits_2(tmp_path):
+    source = write_working_dir(tmp_path / "src")
+    cut_inside_record(source / "kv_store_text_chunks.json", 5)
+    result = CliRunner().invoke(build_cli(), ["migrate", "--from", str(source), "--to", str(tmp_path / "dst"),
+                                              "--dry-run"], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert "problem:" in result.stdout and "kv_store_text_chunks.json" in result.stdout
+    assert "kv_store_text_chunks.json" in one_line_error(result)
+    assert jobstore.list_jobs() == []

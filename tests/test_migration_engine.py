@@ -312,3 +312,19 @@ def test_verification_mismatch_names_store_and_key():
     assert job.status is MigrationStatus.FAILED
     assert job.verification["failed_stores"] == ["entities"]
     assert job.verification["stores"]["full_docs"]["ok"]
+
+
+def test_rejects_of_an_uncommitted_batch_are_not_duplicated_on_resume():
+    fill("a", 30)
+    DATABASES["memory:a"]["full_docs"]["doc-0010"] = ("not an object", None)
+    FAIL_WRITES_AFTER["memory:b"] = 1  # the batch holding doc-0010 (keys 8..15) fails to commit
+    with pytest.raises(TargetError) as info:
+        run(migrate(target("a"), target("b"), batch_size=8))
+    job_id = info.value.job.job_id
+    assert jobstore.load(job_id).options["rejects_bytes"] == 0
+    assert len(jobstore.read_rejects(job_id)) == 1  # appended, but not committed
+    FAIL_WRITES_AFTER.clear()
+    done = run(migrate(target("a"), target("b"), batch_size=8, resume="", allow_rejects=True))
+    assert done.job.status is MigrationStatus.COMPLETED
+    assert [r["key"] for r in jobstore.read_rejects(job_id)] == ["doc-0010"]
+    assert done.job.failed_records == 1 and done.job.migrated_records == 89

@@ -102,6 +102,13 @@ def test_validate_passes_on_a_reachable_server(mongo_target):
     assert all(mongo_target.password not in f"{c.detail}{c.fix}" for c in checks)
 
 
+def test_timeout_option_is_checked():
+    config = P.config_from_target("mongodb://h/kb")
+    config.extra_options["server_selection_timeout_ms"] = "soon"
+    with pytest.raises(ConfigError, match="server_selection_timeout_ms"):
+        P.open(config)
+
+
 def test_validate_names_each_failure_and_its_fix(monkeypatch):
     bad_db = P.config_from_target("mongodb://h/kb")
     bad_db.mongo_database = "bad name"
@@ -117,9 +124,11 @@ def test_unreachable_server_fails_within_the_timeout_without_leaking_the_passwor
     previous = use_client_factory(None)  # the real pymongo client
     try:
         config = P.config_from_target(CLOSED_PORT_URI)
+        config.extra_options["server_selection_timeout_ms"] = 300
 
         async def run():
-            session = P.open(config, timeout_ms=300)
+            session = P.open(config)
+            assert session.timeout_ms == 300
             with pytest.raises(ConnectionFailure) as info:
                 await session.connect()
             return str(info.value)
@@ -128,6 +137,9 @@ def test_unreachable_server_fails_within_the_timeout_without_leaking_the_passwor
         assert "cannot reach MongoDB" in message and "127.0.0.1:1" in message and FAKE_PASSWORD not in message
         metrics = asyncio.run(P.metrics(config))
         assert not metrics.is_connected and metrics.health == "error"
+        (syntax, name, reachable) = asyncio.run(P.validate(config))
+        assert syntax.ok and name.ok and not reachable.ok and "300 ms" in reachable.fix
+        assert FAKE_PASSWORD not in f"{syntax.detail}{reachable.detail}{reachable.fix}"
         assert FAKE_PASSWORD not in json.dumps(metrics.to_dict(), default=str)
     finally:
         use_client_factory(previous)

@@ -207,5 +207,28 @@ def test_an_unstorable_value_names_the_record(mongo_target):
             await session.prepare_target([store], _job([store]), force=False)
             with pytest.raises(TargetError, match=r"doc-big.*cannot be stored"):
                 await session.write_batch(store, [Record(store.name, "doc-ok", {"n": 1}), Record(store.name, "doc-big", {"n": 2**70})], _job([store]))
+            huge = Record(store.name, "doc-huge", {"content": "x" * (17 * 1024 * 1024)})
+            with pytest.raises(TargetError, match=r"doc-huge.*16 MiB document limit"):
+                await session.write_batch(store, [Record(store.name, "doc-ok", {"n": 1}), huge], _job([store]))
+
+    asyncio.run(run())
+
+
+def test_a_record_the_server_refuses_is_named(mongo_target):
+    from hybridrag_backends.errors import TargetError
+
+    edges = StoreInfo(GRAPH_NAMESPACE, StoreKind.GRAPH_EDGES)
+    kv = StoreInfo("full_docs", StoreKind.KV)
+
+    async def run():
+        async with MongoProvider().open(_config(mongo_target.uri)) as session:
+            await session.prepare_target([edges, kv], _job([edges, kv]), force=False)
+            with pytest.raises(TargetError, match=r"'A<SEP>B'.*'source' and 'target'"):
+                await session.write_batch(edges, [Record(edges.name, "A<SEP>B", {"source": "A"})], _job([edges]))
+            # a unique index someone added: the server refuses the second record of the batch
+            await session.db["full_docs"].create_index([("slug", 1)], unique=True, name="slug_unique")
+            batch = [Record(kv.name, "doc-1", {"slug": "s"}), Record(kv.name, "doc-2", {"slug": "s"})]
+            with pytest.raises(TargetError, match=r"refused record 'doc-2' of store full_docs.*1 record\(s\) refused"):
+                await session.write_batch(kv, batch, _job([kv]))
 
     asyncio.run(run())

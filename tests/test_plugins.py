@@ -183,6 +183,9 @@ def test_the_rest_still_works_next_to_a_broken_plugin(venv_python):
     assert "hunter2" not in proc.stdout + proc.stderr
     env = run_cli(venv_python, "env", "tiny://me:hunter2@somewhere", "--json")
     assert json.loads(env.stdout)["env"] == {"TINY_MODE": "test", "TINY_URI": "***"}
+    assert json.loads(env.stdout)["secrets"] == ["TINY_URI"] and "hunter2" not in env.stdout + env.stderr
+    shown = run_cli(venv_python, "env", "tiny://me:hunter2@somewhere", "--show-secrets")
+    assert "export TINY_URI=tiny://me:hunter2@somewhere" in shown.stdout.splitlines()
     hello = run_cli(venv_python, "tiny-hello")
     assert (hello.returncode, hello.stdout) == (0, "hello from tiny\n")
     if realdata_dirs():

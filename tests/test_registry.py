@@ -291,3 +291,27 @@ def test_config_keys_cover_every_backend_config_field():
 
     assert set(CONFIG_KEYS) == {f.name for f in fields(BackendConfig)}
     assert os.path.basename(str(registry_path())) == "registry.yaml"
+
+
+@given(pw=secret, scheme=st.sampled_from(["postgresql", "mongodb", "mongodb+srv", "redis"]))
+@settings(max_examples=60, deadline=None)
+def test_redact_masks_url_passwords_and_keeps_references(pw, scheme):
+    from urllib.parse import quote
+
+    from hybridrag_backends.secrets import redact
+
+    encoded = quote(pw, safe="")
+    text = f"cannot connect to {scheme}://me:{encoded}@db.example:5/x, password={encoded} given"
+    assert redact(text) == f"cannot connect to {scheme}://me:***@db.example:5/x, password=*** given"
+    kept = f"{scheme}://me:${{DB_PW}}@db.example/x password=${{DB_PW}}"
+    assert redact(kept) == kept  # a reference names a variable, it is not a secret
+
+
+def test_env_references_resolve_or_name_the_missing_variable():
+    from hybridrag_backends.errors import ConfigError
+    from hybridrag_backends.secrets import resolve_env_refs, resolve_uri_refs
+
+    assert resolve_env_refs("${A}", {"A": "x"}) == "x" and resolve_env_refs("literal", {}) == "literal"
+    assert resolve_uri_refs("mongodb://u:${A}@h/", {"A": "p@ss/w"}) == "mongodb://u:p%40ss%2Fw@h/"
+    with pytest.raises(ConfigError, match=r"environment variable A is not set \(export A=\.\.\. before running\)"):
+        resolve_uri_refs("mongodb://u:${A}@h/", {})

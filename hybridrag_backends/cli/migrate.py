@@ -47,7 +47,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import HybridRAGBackendsError
+from ..errors import HybridRAGBackendsError, SourceError
 from ..migration import jobstore
 from ..migration.engine import MigrationPlan, ProgressListener, StorePlan, migrate
 from ..migration.job import MigrationCheckpoint, MigrationJob
@@ -172,12 +172,17 @@ def _run_interruptible(make: Callable[[asyncio.Event], Any], on_first_signal: Ca
                 stop.set()
                 on_first_signal()
 
+        handled = []
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
+            try:
+                loop.add_signal_handler(sig, on_signal)
+                handled.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+                pass
         try:
             return await make(stop)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in handled:
                 loop.remove_signal_handler(sig)
 
     return asyncio.run(main())
@@ -274,6 +279,9 @@ def migrate_command(
             lambda: error_line("stopping after the batch in flight (Ctrl-C again to abandon it)"),
         )
         job = result.job
+        problems = [s for s in result.plan.stores if s.problem]
+        if dry_run and problems:  # the real run would stop there: say so with the exit code too
+            error = SourceError(f"{len(problems)} store(s) cannot be read completely: {problems[0].problem}")
     except HybridRAGBackendsError as exc:
         error = exc
         job = getattr(exc, "job", None)
@@ -290,7 +298,7 @@ def migrate_command(
             error=" ".join(redact(error).split()) if error is not None else None, elapsed_seconds=round(elapsed, 3),
         )
         emit_json(out)
-    elif dry_run and listener.plan_seen is not None and error is None:
+    elif dry_run and listener.plan_seen is not None:
         _print_plan(listener.plan_seen)
     elif job is not None:
         _print_summary(job, elapsed)

@@ -3,7 +3,8 @@
     python -m hybridrag_backends.devtools.generate OUT_DIR [--workspace W] [--docs N]
         [--chunks-per-doc N] [--entities N] [--relations N] [--dim D] [--seed S] [--target-size 2GB]
 
-Same arguments -> byte-identical files. Every store is streamed to disk (bounded memory),
+Same arguments -> byte-identical files (with the same Python and numpy versions: the text is
+CPython's ``pydoc_data.topics`` and the vectors come from numpy's PCG64). Every store is streamed to disk (bounded memory),
 each file written under a temporary name and renamed into place.
 """
 
@@ -17,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 from .corpus import corpus
 from .knowledge_base import KnowledgeBase

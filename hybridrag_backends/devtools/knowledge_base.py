@@ -76,7 +76,7 @@ class KnowledgeBase:
     def doc_time(self, doc: int) -> int:
         return EPOCH + 60 * doc
 
-    def _extract_prompt(self, chunk: int, content: str) -> str:
+    def _extract_prompt(self, content: str) -> str:
         return (
             "---Task---\nExtract entities and relationships from the input text to be processed.\n\n"
             f"---Input Text---\n```\n{content}\n```"
@@ -142,7 +142,7 @@ class KnowledgeBase:
                 "chunk_order_index": order,
                 "full_doc_id": self.doc_ids[d],
                 "file_path": self.file_path(d),
-                "llm_cache_list": ["default:extract:" + md5(self._extract_prompt(c, content))],
+                "llm_cache_list": ["default:extract:" + md5(self._extract_prompt(content))],
                 "create_time": t,
                 "update_time": t + 30,
                 "_id": cid,
@@ -152,7 +152,7 @@ class KnowledgeBase:
         for d in range(self.layout.docs):
             t = self.doc_time(d)
             for c in self.layout.doc_chunks(d):
-                prompt = self._extract_prompt(c, self.chunk_content(c))
+                prompt = self._extract_prompt(self.chunk_content(c))
                 key = "default:extract:" + md5(prompt)
                 yield key, {"return": self._extract_return(c), "cache_type": "extract",
                             "chunk_id": self.chunk_id(c), "original_prompt": prompt, "queryparam": None,

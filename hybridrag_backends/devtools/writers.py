@@ -18,7 +18,7 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Iterable, Iterator, Tuple
+from typing import Any, BinaryIO, Dict, Iterable, Iterator, Tuple
 
 import numpy as np
 import orjson
@@ -128,7 +128,10 @@ def write_graphml(
     declared = [(node_keys[n], "node", n, t) for n, t in NODE_ATTRS] + [(edge_keys[n], "edge", n, t) for n, t in EDGE_ATTRS]
     n_nodes = n_edges = 0
     with atomic_file(path) as out:
-        write: Callable[[str], Any] = lambda s: out.write(s.encode("utf-8"))  # noqa: E731
+
+        def write(text: str) -> None:
+            out.write(text.encode("utf-8"))
+
         write(_HEADER)
         for key_id, kind, name, type_ in reversed(declared):  # networkx declares keys last-first
             write(f'  <key id="{key_id}" for="{kind}" attr.name="{name}" attr.type="{type_}" />\n')

@@ -104,8 +104,9 @@ class MigrationPlan:
 
     @property
     def total_bytes(self) -> Optional[int]:
-        sizes = [s.bytes for s in self.stores]
-        return None if any(b is None for b in sizes) else sum(sizes)  # type: ignore[misc]
+        # a store without a size shares its storage with another one (graph edges) or cannot say
+        sizes = [s.bytes for s in self.stores if s.bytes is not None]
+        return sum(sizes) if sizes else None
 
     def to_dict(self) -> Dict[str, Any]:
         return {

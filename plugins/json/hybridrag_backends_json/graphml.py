@@ -14,6 +14,7 @@ is written when the file is assembled.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
 from xml.etree.ElementTree import ParseError, XMLPullParser
@@ -115,6 +116,17 @@ def _element(elem, tag: str, keys: Dict[str, Tuple[str, str]], path: Path, fed: 
 # -- writing -----------------------------------------------------------------
 
 
+# characters XML 1.0 cannot hold at all (networkx would write them and no parser could read the file back)
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _checked(text: str, what: str) -> str:
+    bad = _NOT_XML.search(text)
+    if bad:
+        raise ValueError(f"{what} holds the character {bad.group()!r}, which GraphML (XML 1.0) cannot store")
+    return text
+
+
 def xml_type(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -164,7 +176,7 @@ class KeyTable:
 def element_xml(scope: str, payload: Dict[str, Any], keys: KeyTable, node_id: Optional[str] = None) -> str:
     """One ``<node>`` or ``<edge>`` element (edge payload carries ``source`` / ``target``)."""
     if scope == "node":
-        out = [f"    <node id={quoteattr(str(node_id))}>\n"]
+        out = [f"    <node id={quoteattr(_checked(str(node_id), 'the node id'))}>\n"]
         attrs = payload.items()
     else:
         if payload.get("source") is None or payload.get("target") is None:
@@ -175,7 +187,8 @@ def element_xml(scope: str, payload: Dict[str, Any], keys: KeyTable, node_id: Op
         if value is None:  # GraphML cannot say "null"; networkx would refuse it too
             continue
         kid = keys.id_for(scope, name, xml_type(value))
-        out.append(f"      <data key={quoteattr(kid)}>{escape(_text(value))}</data>\n")
+        text = escape(_checked(_text(value), f"attribute {name!r}"), {"\r": "&#13;"})  # a raw CR would read back as LF
+        out.append(f"      <data key={quoteattr(kid)}>{text}</data>\n")
     out.append(f"    </{scope}>\n")
     if len(out) == 2:  # no attributes: a self-closing element, as networkx writes it
         return out[0][:-2] + " />\n"

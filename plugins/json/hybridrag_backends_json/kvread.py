@@ -12,7 +12,9 @@ tests/test_json_reader.py:
 =====================================  ==================================================================
 found on disk                          yielded
 =====================================  ==================================================================
-UTF-8 byte-order mark at file start    skipped (LightRAG reads with ``utf-8-sig``)
+UTF-8 byte-order mark at file start    skipped (LightRAG reads with ``utf-8-sig``); a BOM inside a string
+                                       (document text) is data and is kept
+empty or blank file                    no records, as LightRAG's ``load_json`` (noted as ``empty_file``)
 ``_id`` field in a record              dropped from the payload: it is LightRAG's copy of the key, which it
                                        re-stamps from the key on every read and write (some mid-2025
                                        files hold a truncated copy)
@@ -31,6 +33,7 @@ cache entries with ``embedding``,      kept unchanged (1.5.7 loads and ignores t
 doc_status with embedded ``content``   kept in the payload; a target that cannot hold it reports it
                                        through ``lossy_fields``
 a record that is not a JSON object     RejectedRecord naming file, key and byte offset
+a file that is not a JSON object       SourceError (never read as zero records)
 truncated or malformed file            SourceError naming file and byte offset, after the good records
 =====================================  ==================================================================
 """
@@ -79,6 +82,28 @@ class KVNotes:
 
 
 Item = Tuple[int, str, Union[Dict[str, Any], Rejected]]
+
+
+def json_source_error(path: Path, exc: Exception, reader: RegionReader, after: str, fix: str) -> SourceError:
+    """A one-line SourceError for an ijson failure: file, exact byte offset, the last good record, the fix.
+
+    ijson reports no position, so the region is parsed again (events only) with one-byte reads
+    from a buffer before where the first parse stopped: the read that fails holds the bad byte.
+    """
+    msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+    size = path.stat().st_size
+    if "premature EOF" in msg or reader.consumed >= size:
+        where = f"at byte {size} (end of file)"
+    else:
+        where = f"near byte {reader.consumed}"
+        with open(path, "rb") as f:
+            again = RegionReader(f, reader.start, reader.end, reader.suffix, slow_from=max(reader.start, reader.consumed - 2 * READ_SIZE))
+            try:
+                for _ in _ijson.basic_parse(again, buf_size=READ_SIZE):
+                    pass
+            except ijson.JSONError:
+                where = f"at byte {again.consumed - 1}"
+    return SourceError(f"{path}: invalid JSON {where}, {after}: {msg}; the file is truncated or corrupt - {fix} and retry")
 
 
 def is_cache_namespace(namespace: str) -> bool:
@@ -130,15 +155,7 @@ class KVFile:
         return "object"
 
     def _error(self, exc: Exception, reader: RegionReader, after: str) -> SourceError:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        size = self.path.stat().st_size
-        where = f"at byte {size} (end of file)" if "premature EOF" in msg or reader.consumed >= size else (
-            f"near byte {reader.consumed}"
-        )
-        return SourceError(
-            f"{self.path}: invalid JSON {where}, {after}: {msg}; the file is truncated or corrupt - "
-            f"restore it from a backup (or re-run LightRAG's indexing) and retry"
-        )
+        return json_source_error(self.path, exc, reader, after, "restore it from a backup (or re-run LightRAG's indexing)")
 
     def legacy_modes(self) -> Set[int]:
         """Indexes of top-level entries to flatten (empty unless this is an old nested cache)."""

@@ -17,6 +17,10 @@ float32 matrix row is the vector (a JSON writer regenerates ``vector``).
 When the matrix is shorter than ``data`` (an empty ``matrix``), the record's
 own ``vector`` is used if present (noted in ``notes``), else the record is
 rejected. A 2024 record with only ``__id__`` and a name is yielded as it is.
+Keys after the matrix (nano-vectordb's ``additional_data``, unused by
+LightRAG) are not copied; ``notes`` says so. A wrong-dimension record vector
+is rejected; a matrix whose length is not whole rows, or a file cut short, is a
+SourceError naming the file and byte offset.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import numpy as np
 
 from hybridrag_backends.errors import SourceError
 
-from .kvread import READ_SIZE, Rejected, _ijson
+from .kvread import READ_SIZE, Rejected, _ijson, json_source_error
 from .scan import RegionReader, bom_len, find_first, head, read_at, tail_bytes
 
 MATRIX_KEY_RE = re.compile(rb'"matrix"\s*:\s*"')
@@ -92,7 +96,7 @@ class VDBFile:
                     try:
                         dims = list(_ijson.items(reader, "embedding_dim", buf_size=READ_SIZE))
                     except ijson.JSONError as exc:
-                        raise self._error(exc, reader.consumed, "reading embedding_dim") from None
+                        raise self._error(exc, reader, "reading embedding_dim") from None
                 if not dims or not isinstance(dims[0], int) or dims[0] < 1:
                     raise SourceError(f"{self.path}: no valid embedding_dim; this is not a NanoVectorDB file LightRAG can open")
                 self._dim = dims[0]
@@ -116,10 +120,10 @@ class VDBFile:
         if not self._matrix:
             return None
         start = self._matrix[1]
-        size = self.path.stat().st_size
-        tail = tail_bytes(self.path, 64).rstrip()
-        end = size - (len(tail_bytes(self.path, 64)) - len(tail)) - 2 if tail.endswith(b'"}') else None
-        return start, end
+        raw_tail = tail_bytes(self.path, 64)
+        tail = raw_tail.rstrip()
+        end = self.path.stat().st_size - (len(raw_tail) - len(tail)) - 2
+        return start, end if tail.endswith(b'"}') and end >= start else None
 
     def matrix_rows_by_size(self) -> Optional[int]:
         """Rows of the matrix from its base64 length alone (no decoding), when the layout allows."""
@@ -135,14 +139,8 @@ class VDBFile:
         row = 4 * self.embedding_dim()
         return raw // row if raw % row == 0 else None
 
-    def _error(self, exc: Exception, offset: int, what: str) -> SourceError:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        size = self.path.stat().st_size
-        where = f"at byte {size} (end of file)" if "premature EOF" in msg or offset >= size else f"near byte {offset}"
-        return SourceError(
-            f"{self.path}: invalid JSON {where}, {what}: {msg}; the file is truncated or corrupt - "
-            f"restore it from a backup (or rebuild the vectors with lightrag.tools.rebuild_vdb) and retry"
-        )
+    def _error(self, exc: Exception, reader: RegionReader, what: str) -> SourceError:
+        return json_source_error(self.path, exc, reader, what, "restore it from a backup (or rebuild the vectors with lightrag.tools.rebuild_vdb)")
 
     # -- records ---------------------------------------------------------------
 
@@ -171,12 +169,14 @@ class VDBFile:
                     yield index, (key if isinstance(key, str) else f"#{index}"), self._record(rec, row, dim, reader.consumed)
             except ijson.JSONError as exc:
                 after_txt = f"after vector {last_key!r} (record #{index})" if last_key else "before the first record"
-                raise self._error(exc, reader.consumed, after_txt) from None
+                raise self._error(exc, reader, after_txt) from None
             finally:
                 if rows is not None:
                     rows.close()
         if rows is not None:
             self.notes.matrix_extra_rows = rows.finish()
+            if rows.keys_after_matrix:  # e.g. nano-vectordb's additional_data, which LightRAG never uses
+                self.notes.extra["keys_after_matrix_not_copied"] = 1
 
     def _record(self, rec: Any, row: Optional[np.ndarray], dim: int, offset: int):
         if not isinstance(rec, dict):
@@ -214,6 +214,7 @@ class MatrixRows:
         self._pos = b64_start
         self._ended = False  # closing quote seen
         self._end_pos: Optional[int] = None
+        self.keys_after_matrix = False
 
     def seek_row(self, row: int) -> None:
         offset = row * self.row_bytes
@@ -277,6 +278,13 @@ class MatrixRows:
                 extra += 1
             if not self._fill():
                 break
+        after = read_at(self.path, self._end_pos + 1, 64).lstrip()[:1] if self._end_pos is not None else b""
+        self.keys_after_matrix = after == b","
+        if after not in (b"}", b",") or not tail_bytes(self.path, 64).rstrip().endswith(b"}"):
+            raise SourceError(
+                f"{self.path}: the file ends without closing its JSON object after the matrix "
+                f"(byte {self.path.stat().st_size}); the file is truncated - restore it from a backup and retry"
+            )
         self._f.close()
         if self._buf:
             raise SourceError(

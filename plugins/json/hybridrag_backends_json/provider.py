@@ -97,7 +97,7 @@ class JsonProvider(BackendProvider):
         exists = wd.is_dir()
         checks.append(Check(
             "working dir exists", exists, str(wd),
-            "" if exists else f"create it, or point to the LightRAG working_dir (the folder holding kv_store_*.json)",
+            "" if exists else "create it, or point to the LightRAG working_dir (the folder holding kv_store_*.json)",
         ))
         ws_error = lightrag_workspace_error(ws)
         checks.append(Check("workspace name", ws_error is None, ws or "(default)", ws_error or ""))
@@ -111,11 +111,12 @@ class JsonProvider(BackendProvider):
             "LightRAG files", bool(files), f"{len(files)} files in {folder}",
             "" if files else f"no kv_store_*.json / vdb_*.json / graph_*.graphml in {folder}; workspaces with files: {hint}",
         ))
-        unreadable = [sf.name for sf in files if not os.access(sf.path, os.R_OK)]
-        checks.append(Check(
-            "files readable", not unreadable, ", ".join(unreadable) or "all",
-            f"give the current user read permission (chmod u+r) on: {', '.join(unreadable)}" if unreadable else "",
-        ))
+        if files:
+            unreadable = [sf.name for sf in files if not os.access(sf.path, os.R_OK)]
+            checks.append(Check(
+                "files readable", not unreadable, ", ".join(unreadable) or f"all {len(files)}",
+                f"give the current user read permission (chmod u+r) on: {', '.join(unreadable)}" if unreadable else "",
+            ))
         return checks
 
     def migrate_command(self, config: BackendConfig) -> str:

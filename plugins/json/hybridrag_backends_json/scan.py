@@ -9,25 +9,10 @@ must stay under 200 MB on multi-GB files. One reused buffer is filled with
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO, Dict, Iterator, Optional, Sequence, Tuple
+from typing import BinaryIO, Dict, Optional, Sequence
 
 CHUNK = 8 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"
-
-
-def chunks(f: BinaryIO, start: int = 0, end: Optional[int] = None, size: int = CHUNK) -> Iterator[Tuple[int, memoryview]]:
-    """Yield (offset, view) over ``f[start:end]``; the view is only valid until the next step."""
-    buf = bytearray(size)
-    view = memoryview(buf)
-    f.seek(start)
-    pos = start
-    while end is None or pos < end:
-        want = size if end is None else min(size, end - pos)
-        n = f.readinto(view[:want])
-        if not n:
-            return
-        yield pos, view[:n]
-        pos += n
 
 
 def count_patterns(path: Path, patterns: Sequence[bytes], start: int = 0, end: Optional[int] = None) -> Dict[bytes, int]:
@@ -116,17 +101,21 @@ class RegionReader:
     string. ``consumed`` tells how far into the file parsing got (for error offsets).
     """
 
-    def __init__(self, f: BinaryIO, start: int, end: Optional[int], suffix: bytes = b"") -> None:
+    def __init__(self, f: BinaryIO, start: int, end: Optional[int], suffix: bytes = b"", slow_from: Optional[int] = None) -> None:
         self._f = f
         self._f.seek(start)
         self._pos = start
         self._end = end
         self._suffix = suffix
+        self.start, self.end, self.suffix = start, end, suffix
+        self._slow_from = slow_from  # from this offset on, hand out one byte per read (exact error offsets)
         self.consumed = start
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             n = CHUNK
+        if self._slow_from is not None:
+            n = 1 if self._pos >= self._slow_from else min(n, self._slow_from - self._pos)
         if self._end is None or self._pos < self._end:
             want = n if self._end is None else min(n, self._end - self._pos)
             data = self._f.read(want)

@@ -1,4 +1,14 @@
-"""The JSON backend's stream interface: read and write one working dir + workspace."""
+"""The JSON backend's stream interface: read and write one working dir + workspace.
+
+Reading (any LightRAG JSON layout from 2024 to 2026, normalised: see kvread / nanovdb / graphml):
+``list_stores`` (every file found, sorted nodes before edges), ``count``, ``read`` (cursor = the record's
+index in file order, as a string), plus ``absent_standard_files()``, ``store_bytes(store)``,
+``fingerprint()`` (sizes and mtimes, to detect a changed source on resume) and ``notes``
+(store name -> counts of what normalisation did during the last read of that store).
+
+Writing (see writer): ``is_empty``, ``prepare_target``, ``write_batch`` (sets the checkpoint's
+``target_position``), ``finish_store``, ``finish_target``.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +31,7 @@ from . import graphml, layout
 from .kvread import KVFile, Rejected
 from .metrics import count_file
 from .nanovdb import VDBFile
-from .writer import GraphWriter, StoreWriter, lightrag_files, our_files, writer_for
-
-YIELD_EVERY = 200  # records between event-loop yields while parsing
+from .writer import DONE_SUFFIX, GraphWriter, StoreWriter, lightrag_files, our_files, writer_for
 
 
 class JsonSession(BackendSession):
@@ -75,23 +83,12 @@ class JsonSession(BackendSession):
         return counted.records
 
     async def read(self, store: StoreInfo, after: Optional[str] = None, batch_size: int = 1000) -> AsyncIterator[ReadBatch]:
-        start = _parse_cursor(after, store)
-        batch = ReadBatch()
-        n = 0
-        for item in self._items(store, start):
-            if isinstance(item, Record):
-                batch.records.append(item)
-                batch.cursor = item.cursor
-            else:
-                batch.rejected.append(item)
-                batch.cursor = item.cursor
-            n += 1
-            if len(batch.records) + len(batch.rejected) >= batch_size:
-                yield batch
-                batch = ReadBatch()
-            elif n % YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-        if batch.records or batch.rejected:
+        items = self._items(store, _parse_cursor(after, store))
+        while True:
+            # parse in a worker thread: the event loop stays free and the target's writes overlap
+            batch = await asyncio.to_thread(_next_batch, items, batch_size)
+            if batch is None:
+                return
             yield batch
 
     def _items(self, store: StoreInfo, start: Optional[int]) -> Iterator[Any]:
@@ -130,7 +127,9 @@ class JsonSession(BackendSession):
     async def prepare_target(self, stores: List[StoreInfo], job, *, force: bool) -> None:  # noqa: ANN001
         self._stores = sorted(stores, key=StoreInfo.sort_key)
         self._force = force
-        fresh = not any(cp.done or cp.target_position for cp in job.checkpoints)
+        fresh = not any(cp.done or cp.target_position for cp in job.checkpoints) and not any(
+            p.name.endswith(DONE_SUFFIX) and p.read_text().strip() == job.job_id for p in our_files(self.folder)
+        )  # a done marker of this job: an empty store finished just before a crash
         if fresh:
             if lightrag_files(self.folder) and not force:
                 raise TargetError(f"target {self.describe()} is not empty; use --force to replace it")
@@ -201,6 +200,16 @@ class JsonSession(BackendSession):
 
     def describe(self) -> str:
         return f"json:{self.folder.resolve()}"
+
+
+def _next_batch(items: Iterator[Any], size: int) -> Optional[ReadBatch]:
+    batch = ReadBatch()
+    for item in items:
+        (batch.records if isinstance(item, Record) else batch.rejected).append(item)
+        batch.cursor = item.cursor
+        if len(batch.records) + len(batch.rejected) >= size:
+            break
+    return batch if batch.records or batch.rejected else None
 
 
 def _parse_cursor(after: Optional[str], store: StoreInfo) -> Optional[int]:

@@ -116,11 +116,14 @@ class StoreWriter:
 
     def _append(self, name: str, data: bytes) -> None:
         path = self.files()[name]
+        created = not path.exists()
         with open(path, "ab") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
             self.offsets[name] = f.tell()
+        if created:  # the new name must survive a power cut too, not just the bytes
+            _fsync_dir(self.folder)
 
     def write(self, records: List[Record]) -> None:
         raise NotImplementedError
@@ -202,7 +205,8 @@ class VectorWriter(StoreWriter):
                     f"fix the source record or migrate into a target configured for its dimension"
                 )
             rows[i] = vec
-            entry = {"__id__": rec.key, **rec.payload, "vector": packed_vector(rows[i])}
+            meta = {k: v for k, v in rec.payload.items() if k not in ("__id__", "vector", "__vector__")}
+            entry = {"__id__": rec.key, **meta, "vector": packed_vector(rows[i])}
             parts.append((b", " if (self.count or i) else b"") + compact_json(entry))
         # rows first: a crash between the two appends leaves offsets the checkpoint never saw
         self._append("matrix", rows.tobytes())

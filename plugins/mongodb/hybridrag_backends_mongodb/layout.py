@@ -81,8 +81,9 @@ def node_document(record: Record) -> Dict[str, Any]:
 def edge_document(record: Record) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """(filter, replacement) for an edge; the filter is LightRAG's canonical pair."""
     attrs = {k: v for k, v in record.payload.items() if k not in ("_id", "source", "target") + EDGE_STRUCTURAL_FIELDS}
-    source = str(record.payload.get("source", ""))
-    target = str(record.payload.get("target", ""))
+    source, target = record.payload.get("source"), record.payload.get("target")
+    if not isinstance(source, str) or not isinstance(target, str):
+        raise ValueError("an edge record needs string 'source' and 'target' endpoints")
     lo, hi = sorted((source, target))
     derived = _derived_source_ids(attrs)
     if derived is not None and "source_ids" not in attrs:

@@ -26,7 +26,10 @@ VERIFIED_WITH_DRIVER_ONLY: List[str] = [
 ]
 VERIFIED_ON_FAKE_ONLY: List[str] = [
     "reading and writing every store in LightRAG's collection layout, resume and rejects",
-    "LightRAG 1.5.7's MongoKVStorage / MongoDocStatusStorage / MongoGraphStorage reading what was written",
+    "LightRAG 1.5.7's MongoKVStorage / MongoDocStatusStorage / MongoGraphStorage reading what was written, "
+    "and data written by them read back as records",
+    "LightRAG's MongoVectorDBStorage creating its index and returning every vector bit for bit "
+    "(the fake's Atlas mode; $vectorSearch queries are not emulated)",
     "JSON -> MongoDB -> JSON migrations of the real test databases, verified",
     "crash safety (SIGKILL at random points, then resume)",
     "index creation (names, keys, unique, partial filter; the fake does not keep collations)",
@@ -85,9 +88,21 @@ class MongoProvider(BackendProvider):
             raise ConfigError("mongo_uri", None, "is required for a MongoDB database", "give a mongodb:// URI")
         return config.mongo_uri
 
-    def open(self, config: BackendConfig, *, timeout_ms: int = DEFAULT_SERVER_SELECTION_TIMEOUT_MS) -> MongoSession:
+    def open(self, config: BackendConfig, *, timeout_ms: Optional[int] = None) -> MongoSession:
         self._uri(config)
-        return MongoSession(config, timeout_ms=timeout_ms)
+        return MongoSession(config, timeout_ms=timeout_ms or self._timeout_ms(config))
+
+    @staticmethod
+    def _timeout_ms(config: BackendConfig) -> int:
+        """``extra_options.server_selection_timeout_ms`` (default 5000): how long to wait for a server."""
+        value = config.extra_options.get("server_selection_timeout_ms", DEFAULT_SERVER_SELECTION_TIMEOUT_MS)
+        try:
+            ms = int(value)
+        except (TypeError, ValueError):
+            ms = 0
+        if not 1 <= ms <= 600_000:
+            raise ConfigError("extra_options.server_selection_timeout_ms", value, "must be from 1 to 600000 (milliseconds)")
+        return ms
 
     async def validate(self, config: BackendConfig) -> List[Check]:
         checks: List[Check] = []

@@ -14,7 +14,7 @@ the same batch, which upserts leave unchanged.
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 import numpy as np
 import orjson
@@ -37,6 +37,7 @@ from .client import make_client
 from .stores import find_stores
 from .uri import DEFAULT_DATABASE, resolve_uri
 
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # MongoDB's BSON document size limit
 DIM_SAMPLE = 1000  # documents looked at to find a vector store's dimension
 
 _LOSSY_ID = {"_id": "MongoDB keeps the record key in _id; a payload field of that name cannot be stored"}
@@ -174,14 +175,17 @@ class MongoSession(BackendSession):
             ) from None
 
     async def _non_string_ids(self, store: StoreInfo, coll: Any, position: Optional[str], batch_size: int) -> AsyncIterator[ReadBatch]:
-        """Documents whose _id is not a string (not written by LightRAG) cannot be keyed: reject them, named."""
-        docs = await coll.find({"_id": {"$not": {"$type": "string"}}}, {"_id": 1}).sort("_id", 1).to_list(None)
-        for i in range(0, len(docs), batch_size):
-            rejected = [
-                RejectedRecord(store.name, repr(d["_id"]), "_id is not a string, so it is not a LightRAG key", self._where(store), position)
-                for d in docs[i : i + batch_size]
-            ]
-            yield ReadBatch(rejected=rejected, cursor=position)
+        """Documents whose _id is not a string (not written by LightRAG) cannot be keyed: reject them,
+        named, streaming from one cursor so memory stays one batch."""
+        batch = ReadBatch(cursor=position)
+        async for doc in coll.find({"_id": {"$not": {"$type": "string"}}}, {"_id": 1}).sort("_id", 1):
+            batch.rejected.append(RejectedRecord(
+                store.name, repr(doc["_id"]), "_id is not a string, so it is not a LightRAG key", self._where(store), position))
+            if len(batch.rejected) >= batch_size:
+                yield batch
+                batch = ReadBatch(cursor=position)
+        if batch.rejected:
+            yield batch
 
     @staticmethod
     def _id_query(position: Optional[str]) -> Dict[str, Any]:
@@ -295,40 +299,39 @@ class MongoSession(BackendSession):
 
     async def write_batch(self, store: StoreInfo, records: List[Record], job: MigrationJob) -> None:
         from bson.errors import BSONError
-        from pymongo import ReplaceOne
         from pymongo.errors import BulkWriteError, PyMongoError
 
-        ops = []
-        if store.kind is StoreKind.GRAPH_EDGES:
-            # Two directions of one undirected edge are one document: keep the last, as LightRAG does.
-            by_pair: Dict[tuple, Record] = {}
-            for r in records:
-                flt, _ = layout.edge_document(r)
-                by_pair[(flt["edge_lo"], flt["edge_hi"])] = r
-            records = list(by_pair.values())
-        for r in records:
-            if store.kind is StoreKind.GRAPH_EDGES:
-                flt, doc = layout.edge_document(r)
-            else:
-                doc = self._document(store, r)
-                flt = {"_id": doc["_id"]}
-            ops.append(ReplaceOne(flt, doc, upsert=True))
+        keys: List[str] = []
         try:
+            keys, ops = self._operations(store, records)
             if ops:
                 await self._collection(store).bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
             errors = (exc.details or {}).get("writeErrors") or [{}]
             first = errors[0]
-            key = records[first["index"]].key if "index" in first else "?"
+            key = keys[first["index"]] if first.get("index", len(keys)) < len(keys) else "?"
             raise TargetError(
                 f"MongoDB refused record {key!r} of store {store.name} ({self._where(store)}): "
                 f"{redact(first.get('errmsg', exc))} ({len(errors)} record(s) refused in this batch)"
             ) from None
         except PyMongoError as exc:
             raise TargetError(f"writing {self._where(store)} failed: {redact(exc)}; resume the job when the server is back") from None
-        except (BSONError, ValueError, TypeError, OverflowError) as exc:  # BSON cannot encode a value
-            raise TargetError(f"{self._where(store)}: {self._unencodable(store, records) or exc}") from None
+        except (BSONError, ValueError, TypeError, OverflowError) as exc:  # a record BSON cannot hold
+            raise TargetError(f"{self._where(store)}: {self._unstorable(store, records) or exc}") from None
         await self.save_job(job)
+
+    def _operations(self, store: StoreInfo, records: List[Record]) -> Tuple[List[str], List[Any]]:
+        """(record keys, upserts) in the same order."""
+        from pymongo import ReplaceOne
+
+        if store.kind is not StoreKind.GRAPH_EDGES:
+            return [r.key for r in records], [ReplaceOne({"_id": r.key}, self._document(store, r), upsert=True) for r in records]
+        # Both directions of an undirected edge are one document: the last wins, as in LightRAG.
+        by_pair: Dict[tuple, Tuple[str, Any]] = {}
+        for r in records:
+            flt, doc = layout.edge_document(r)
+            by_pair[(flt["edge_lo"], flt["edge_hi"])] = (r.key, ReplaceOne(flt, doc, upsert=True))
+        return [k for k, _ in by_pair.values()], [op for _, op in by_pair.values()]
 
     def _document(self, store: StoreInfo, record: Record) -> Dict[str, Any]:
         if store.kind is StoreKind.VECTOR:
@@ -337,14 +340,16 @@ class MongoSession(BackendSession):
             return layout.node_document(record)
         return layout.kv_document(record)
 
-    def _unencodable(self, store: StoreInfo, records: List[Record]) -> Optional[str]:
+    def _unstorable(self, store: StoreInfo, records: List[Record]) -> Optional[str]:
         import bson
 
         for r in records:
             try:
-                bson.encode(layout.edge_document(r)[1] if store.kind is StoreKind.GRAPH_EDGES else self._document(store, r))
+                size = len(bson.encode(layout.edge_document(r)[1] if store.kind is StoreKind.GRAPH_EDGES else self._document(store, r)))
             except Exception as exc:  # noqa: BLE001 - naming the record is the point
                 return f"record {r.key!r} cannot be stored in MongoDB ({type(exc).__name__}: {exc})"
+            if size > MAX_DOCUMENT_BYTES:
+                return f"record {r.key!r} is {size} bytes as BSON, over MongoDB's 16 MiB document limit"
         return None
 
     # -- jobs kept in the target database ------------------------------------------

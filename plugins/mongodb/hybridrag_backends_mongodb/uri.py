@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from hybridrag_backends.errors import ConfigError
 from hybridrag_backends.secrets import redact, resolve_uri_refs
@@ -91,14 +91,3 @@ def parse_uri(uri: str) -> MongoUri:
 def resolve_uri(uri: str, env: Optional[Dict[str, str]] = None) -> str:
     """The URI to connect with: a ``${NAME}`` password replaced by $NAME, percent-encoded."""
     return resolve_uri_refs(uri, env, field="mongo_uri") or ""
-
-
-def uri_problems(uri: Optional[str]) -> List[str]:
-    """Syntax problems of ``uri`` as messages (empty when valid)."""
-    if not uri:
-        return ["no MongoDB URI is configured"]
-    try:
-        parse_uri(uri)
-    except ConfigError as exc:
-        return [str(exc)]
-    return []
