@@ -155,5 +155,5 @@ def test_sigint_inside_the_first_store_then_resume(tmp_path, source):
     interrupt_and_resume(tmp_path, source, after_records=60)
 
 
-def test_second_sigint_abandons_the_batch_in_flight_and_still_resumes_exactly(tmp_path, source):
+def test_a_second_sigint_still_ends_paused_with_exit_5_and_resumes_exactly(tmp_path, source):
     interrupt_and_resume(tmp_path, source, after_records=1000, signals=2)

@@ -328,3 +328,41 @@ def test_rejects_of_an_uncommitted_batch_are_not_duplicated_on_resume():
     assert done.job.status is MigrationStatus.COMPLETED
     assert [r["key"] for r in jobstore.read_rejects(job_id)] == ["doc-0010"]
     assert done.job.failed_records == 1 and done.job.migrated_records == 89
+
+
+def test_cancel_during_a_write_pauses_without_counting_that_batch():
+    """What a second Ctrl-C does: the batch in flight is abandoned, the job PAUSED at the last commit."""
+    fill("a", 40)
+
+    class Slow(MemorySession):
+        writes = 0
+
+        async def write_batch(self, store, records, job):
+            Slow.writes += 1
+            if Slow.writes == 3:
+                self.db[store.name][records[0].key] = (records[0].payload, None)  # partly written
+                await asyncio.sleep(30)
+            await super().write_batch(store, records, job)
+
+    class SlowProvider(MemoryProvider):
+        def open(self, config):
+            return Slow(self.describe(config))
+
+    provider = SlowProvider()
+    dst = ResolvedTarget(provider, provider.config_from_target("b"))
+
+    async def go():
+        task = asyncio.ensure_future(migrate(target("a"), dst, batch_size=5))
+        while Slow.writes < 3:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        return await task
+
+    with pytest.raises(MigrationInterrupted) as info:
+        run(go())
+    job = jobstore.load(info.value.job.job_id)
+    assert job.status is MigrationStatus.PAUSED
+    assert job.checkpoint("full_docs").migrated_count == 10 and job.migrated_records == 10
+    done = run(migrate(target("a"), target("b"), batch_size=5, resume=""))
+    assert done.job.status is MigrationStatus.COMPLETED and done.job.migrated_records == 120
+    assert same_content("a", "b")

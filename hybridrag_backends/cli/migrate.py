@@ -184,6 +184,11 @@ def _run_interruptible(make: Callable[[asyncio.Event], Any], on_first_signal: Ca
         finally:
             for sig in handled:
                 loop.remove_signal_handler(sig)
+            if stop.is_set():
+                # the job is already PAUSED and saved: a late Ctrl-C must not turn exit 5 into a
+                # KeyboardInterrupt while the summary is printed
+                for sig in handled:
+                    signal.signal(sig, signal.SIG_IGN)
 
     return asyncio.run(main())
 
@@ -256,7 +261,11 @@ def migrate_command(
     source: str, target: str, workspace: Optional[str], target_workspace: Optional[str], batch_size: int,
     resume: Optional[str], dry_run: bool, force: bool, no_verify: bool, allow_rejects: bool, as_json: bool,
 ) -> None:
-    """Copy a whole LightRAG database to another backend or location, resumable and verified."""
+    """Copy a whole LightRAG database to another backend or location, resumable and verified.
+
+    Exit codes: 0 done, 1 not found, 2 source error (or records rejected), 3 target error,
+    4 verification failed, 5 interrupted with the checkpoint saved (resume with --resume).
+    """
     started = time.monotonic()
     if as_json:
         listener: _PlanRecorder = _PlanRecorder()

@@ -511,7 +511,7 @@ async def _run(
     except (_Stopped, asyncio.CancelledError, KeyboardInterrupt) as exc:
         stopped = MigrationInterrupted(
             f"interrupted; checkpoint saved ({job.migrated_records}/{job.total_records} records). "
-            f"Resume with: hybridrag-backends migrate --from ... --to ... --resume {job.job_id}"
+            f"resume it with the same --from/--to plus --resume {job.job_id}"
         )
         _fail(job, stopped, MigrationStatus.PAUSED)
         await _save_quietly(dst, job)
