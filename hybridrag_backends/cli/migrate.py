@@ -338,13 +338,13 @@ def jobs_group(ctx: click.Context, as_json: bool) -> None:
     if not jobs:
         console.print(f"no migration jobs in {jobstore.jobs_dir()}", markup=False)
         return
-    table = Table()
-    for col in ("job", "status", "from -> to", "records", "progress", "created"):
-        table.add_column(col)
+    # plain lines, never cut: ids are copied into 'jobs show' and '--resume'
+    echo = lambda line: console.print(line, markup=False, overflow="ignore", crop=False, soft_wrap=True)  # noqa: E731
+    echo(f"{'job':<24} {'status':<11} {'records':>17} {'created (UTC)':<19}  from -> to")
     for j in jobs:
-        table.add_row(j.job_id, j.status.value, f"{j.source} -> {j.target}", f"{j.migrated_records:,}/{j.total_records:,}",
-                      f"{j.progress_percent:.1f}%", j.created_at.strftime("%Y-%m-%d %H:%M:%S"))
-    console.print(table)
+        records = f"{j.migrated_records:,}/{j.total_records:,}"
+        echo(f"{j.job_id:<24} {j.status.value:<11} {records:>17} {j.created_at.strftime('%Y-%m-%d %H:%M:%S'):<19}  "
+             f"{j.source} -> {j.target}")
 
 
 @jobs_group.command("show")
