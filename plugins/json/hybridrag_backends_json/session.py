@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, Iterator, List, Optional
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
 from hybridrag_backends.errors import SourceError, TargetError
 from hybridrag_backends.provider import (
@@ -86,10 +86,13 @@ class JsonSession(BackendSession):
         items = self._items(store, _parse_cursor(after, store))
         while True:
             # parse in a worker thread: the event loop stays free and the target's writes overlap
-            batch = await asyncio.to_thread(_next_batch, items, batch_size)
+            batch, error = await asyncio.to_thread(_next_batch, items, batch_size)
+            if batch is not None:
+                yield batch  # the good records read before a corrupt spot are still accounted for
+            if error is not None:
+                raise error
             if batch is None:
                 return
-            yield batch
 
     def _items(self, store: StoreInfo, start: Optional[int]) -> Iterator[Any]:
         path = self._path(store)
@@ -202,14 +205,19 @@ class JsonSession(BackendSession):
         return f"json:{self.folder.resolve()}"
 
 
-def _next_batch(items: Iterator[Any], size: int) -> Optional[ReadBatch]:
+def _next_batch(items: Iterator[Any], size: int) -> Tuple[Optional[ReadBatch], Optional[SourceError]]:
+    """The next batch, and the SourceError that ended the file early (after the batch's records)."""
     batch = ReadBatch()
-    for item in items:
-        (batch.records if isinstance(item, Record) else batch.rejected).append(item)
-        batch.cursor = item.cursor
-        if len(batch.records) + len(batch.rejected) >= size:
-            break
-    return batch if batch.records or batch.rejected else None
+    error: Optional[SourceError] = None
+    try:
+        for item in items:
+            (batch.records if isinstance(item, Record) else batch.rejected).append(item)
+            batch.cursor = item.cursor
+            if len(batch.records) + len(batch.rejected) >= size:
+                break
+    except SourceError as exc:
+        error = exc
+    return (batch if batch.records or batch.rejected else None), error
 
 
 def _parse_cursor(after: Optional[str], store: StoreInfo) -> Optional[int]:
