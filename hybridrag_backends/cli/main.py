@@ -104,8 +104,10 @@ def plugins_cmd(as_json: bool) -> None:
         emit_json({"plugins": [i.to_dict() for i in infos]})
         return
     table = Table(title="hybridrag-backends plugins")
-    for col in ("plugin", "distribution", "version", "backends", "targets"):
-        table.add_column(col, overflow="fold")
+    for col in ("plugin", "distribution", "version"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("backends", overflow="fold")
+    table.add_column("targets", overflow="fold")
     for info in infos:
         targets = sorted({f"{s}://" for b in info.backends for s in manager.providers[b].url_schemes})
         if any(manager.providers[b].claims_path.__func__ is not BackendProvider.claims_path for b in info.backends):

@@ -1,0 +1,142 @@
+"""Apache AGE graph in bulk: rows go straight into the label tables LightRAG reads
+(``<graph>.base`` for vertices, ``<graph>."DIRECTED"`` for edges), not one Cypher statement per row.
+
+Ids come from the label tables' own column default, ``_graphid(_label_id(graph, label),
+nextval(<label>_id_seq))``, so AGE's sequences advance with the load and LightRAG's later
+``upsert_node`` / ``upsert_edge`` (Cypher MERGE) allocate fresh ids after ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import asyncpg
+import orjson
+
+from hybridrag_backends.errors import TargetError
+from hybridrag_backends.provider import Record
+
+from .naming import quote_ident
+
+ENTITY = "agtype_access_operator(VARIADIC ARRAY[{alias}.properties, '\"entity_id\"'::agtype])"
+
+
+def _entity(alias: str) -> str:
+    return ENTITY.format(alias=alias)
+
+
+def node_rows(records: List[Record]) -> Tuple[List[tuple], List[tuple]]:
+    """(stage rows (key_ag, props), overlay rows (key, overlay json)). ``entity_id`` must equal the key
+    (LightRAG looks nodes up by it); a source that differs keeps its own value in the overlay."""
+    rows, overlays = [], []
+    for r in records:
+        props = dict(r.payload)
+        original = props.get("entity_id", None) if "entity_id" in props else _ABSENT
+        props["entity_id"] = r.key
+        if original is _ABSENT:
+            overlays.append((r.key, orjson.dumps({"unset": ["entity_id"]}).decode()))
+        elif original != r.key or not isinstance(original, str):
+            overlays.append((r.key, orjson.dumps({"set": {"entity_id": original}}).decode()))
+        rows.append((orjson.dumps(r.key).decode(), orjson.dumps(props).decode()))
+    return rows, overlays
+
+
+_ABSENT = object()
+
+
+def edge_rows(records: List[Record]) -> List[tuple]:
+    rows = []
+    for r in records:
+        props = {k: v for k, v in r.payload.items() if k not in ("source", "target")}
+        rows.append((orjson.dumps(r.payload["source"]).decode(), orjson.dumps(r.payload["target"]).decode(),
+                     orjson.dumps(props).decode()))
+    return rows
+
+
+async def ensure_stages(conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS hrb_stage_nodes (key_ag text, props text) ON COMMIT DELETE ROWS;"
+        "CREATE TEMP TABLE IF NOT EXISTS hrb_stage_edges (src_ag text, tgt_ag text, props text) ON COMMIT DELETE ROWS"
+    )
+
+
+async def upsert_nodes(conn: asyncpg.Connection, graph: str, rows: List[tuple]) -> None:
+    g = quote_ident(graph)
+    await conn.copy_records_to_table("hrb_stage_nodes", records=rows, columns=["key_ag", "props"])
+    await conn.execute(
+        f"UPDATE {g}.base b SET properties = s.props::agtype FROM hrb_stage_nodes s "
+        f"WHERE {_entity('b')} = s.key_ag::agtype"
+    )
+    await conn.execute(
+        f"INSERT INTO {g}.base (properties) SELECT s.props::agtype FROM hrb_stage_nodes s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {g}.base b WHERE {_entity('b')} = s.key_ag::agtype)"
+    )
+
+
+async def upsert_edges(conn: asyncpg.Connection, graph: str, rows: List[tuple]) -> None:
+    """Replace the edges between each pair (LightRAG's graph is undirected: either direction)."""
+    g = quote_ident(graph)
+    await conn.copy_records_to_table("hrb_stage_edges", records=rows, columns=["src_ag", "tgt_ag", "props"])
+    ends = (
+        f"FROM hrb_stage_edges s JOIN {g}.base a ON {_entity('a')} = s.src_ag::agtype "
+        f"JOIN {g}.base b ON {_entity('b')} = s.tgt_ag::agtype"
+    )
+    await conn.execute(
+        f'DELETE FROM {g}."DIRECTED" e USING (SELECT a.id AS a_id, b.id AS b_id {ends}) p '
+        f"WHERE (e.start_id = p.a_id AND e.end_id = p.b_id) OR (e.start_id = p.b_id AND e.end_id = p.a_id)"
+    )
+    status = await conn.execute(
+        f'INSERT INTO {g}."DIRECTED" (start_id, end_id, properties) SELECT a.id, b.id, s.props::agtype {ends}'
+    )
+    inserted = int(status.split()[-1])
+    if inserted != len(rows):
+        missing = await conn.fetchval(
+            f"SELECT s.src_ag || ' - ' || s.tgt_ag FROM hrb_stage_edges s WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {g}.base a WHERE {_entity('a')} = s.src_ag::agtype) OR NOT EXISTS "
+            f"(SELECT 1 FROM {g}.base b WHERE {_entity('b')} = s.tgt_ag::agtype) LIMIT 1"
+        )
+        raise TargetError(
+            f"graph {graph}: {len(rows) - inserted} edge(s) name a node that is not in the graph "
+            f"(first: {missing}); add the node to the source graph or remove the edge"
+        )
+
+
+async def read_nodes(conn: asyncpg.Connection, graph: str, after: Optional[str], limit: int) -> List[Tuple[str, Dict[str, Any]]]:
+    g = quote_ident(graph)
+    where = "WHERE id > $1::text::graphid" if after is not None else ""
+    args = [after] if after is not None else []
+    rows = await conn.fetch(
+        f"SELECT id::text AS gid, properties::text AS props FROM {g}.base {where} ORDER BY id LIMIT {int(limit)}", *args
+    )
+    return [(r["gid"], orjson.loads(r["props"])) for r in rows]
+
+
+async def read_edges(conn: asyncpg.Connection, graph: str, after: Optional[str], limit: int) -> List[Tuple[str, str, str, Dict[str, Any]]]:
+    g = quote_ident(graph)
+    where = "WHERE e.id > $1::text::graphid" if after is not None else ""
+    args = [after] if after is not None else []
+    rows = await conn.fetch(
+        f"SELECT e.id::text AS gid, e.properties::text AS props, a.properties::text AS ap, b.properties::text AS bp "
+        f'FROM {g}."DIRECTED" e JOIN {g}.base a ON a.id = e.start_id JOIN {g}.base b ON b.id = e.end_id '
+        f"{where} ORDER BY e.id LIMIT {int(limit)}",
+        *args,
+    )
+    return [
+        (r["gid"], orjson.loads(r["ap"])["entity_id"], orjson.loads(r["bp"])["entity_id"], orjson.loads(r["props"]))
+        for r in rows
+    ]
+
+
+async def graph_exists(conn: asyncpg.Connection, graph: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM ag_catalog.ag_graph WHERE name = $1", graph))
+
+
+async def count(conn: asyncpg.Connection, graph: str, label: str) -> int:
+    if not await graph_exists(conn, graph):
+        return 0
+    has = await conn.fetchval(
+        "SELECT 1 FROM ag_catalog.ag_label l JOIN ag_catalog.ag_graph g ON g.graphid = l.graph "
+        "WHERE g.name = $1 AND l.name = $2", graph, label)
+    if not has:
+        return 0
+    return int(await conn.fetchval(f"SELECT count(*) FROM {quote_ident(graph)}.{quote_ident(label)}"))

@@ -1,0 +1,459 @@
+"""The stream interface on PostgreSQL: keyset-paginated reads, COPY-based idempotent writes.
+
+Writes: each batch is COPYed into a session temp table and merged with INSERT ... ON CONFLICT
+(workspace, id) DO UPDATE, its overlay rows replaced, and the job row (the checkpoint) upserted,
+all in one transaction. A lost connection (server restart) is retried with backoff; when the
+server stays away the batch is rolled back and MigrationInterrupted (exit 5) is raised, with the
+checkpoint of the last committed batch in the job row.
+
+Reads: ``ORDER BY id WHERE id > $after LIMIT n`` per table (graph: by AGE graphid), so memory is
+bounded by the batch size. Payloads come back in the JSON reader's shape (see columns.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
+
+import asyncpg
+import numpy as np
+import orjson
+
+from hybridrag_backends.errors import ConnectionFailure, MigrationInterrupted, SourceError, TargetError
+from hybridrag_backends.migration.job import MigrationJob
+from hybridrag_backends.models import BackendConfig
+from hybridrag_backends.provider import (
+    GRAPH_NAMESPACE, STANDARD_KV_NAMESPACES, BackendSession, ReadBatch, Record, StoreInfo, StoreKind,
+)
+from hybridrag_backends.secrets import redact
+
+from . import columns as cols
+from . import graph as age
+from . import naming, ownschema
+from .connect import connect, where
+from .lightrag_schema import create_schema
+
+RETRYABLE = (
+    asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError, ConnectionError, OSError, ConnectionFailure,
+)
+MEM_RE = re.compile(r"^\d+\s*(kB|MB|GB)$")
+
+
+class PostgresSession(BackendSession):
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+        self.ws = config.postgres_workspace
+        self.graph = naming.graph_name(self.ws)
+        self.conn: Optional[asyncpg.Connection] = None
+        self.lock_conn: Optional[asyncpg.Connection] = None
+        self.vector_tables: Dict[str, str] = {}
+        self._stages: set = set()
+        extra = config.extra_options or {}
+        self.retry_attempts = int(extra.get("retry_attempts", 6))
+        self.retry_backoff = float(extra.get("retry_backoff", 0.5))
+
+    # -- connections -----------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.conn = await connect(self.config)
+        await self.conn.execute("SET search_path = public, ag_catalog")
+        self._stages = set()
+
+    async def close(self) -> None:
+        for c in (self.conn, self.lock_conn):
+            if c is not None and not c.is_closed():
+                try:
+                    await c.close(timeout=5)
+                except Exception:
+                    c.terminate()
+        self.conn = self.lock_conn = None
+
+    async def _lock_workspace(self) -> None:
+        """One migration per workspace: a session-level advisory lock on a dedicated connection."""
+        if self.lock_conn is not None and not self.lock_conn.is_closed():
+            return
+        self.lock_conn = await connect(self.config, vectors=False)
+        got = await self.lock_conn.fetchval(
+            "SELECT pg_try_advisory_lock(hashtext('hybridrag_backends:migrate:' || current_database() || ':' || $1))",
+            self.ws,
+        )
+        if not got:
+            await self.lock_conn.close()
+            self.lock_conn = None
+            raise TargetError(
+                f"another migration is writing into workspace {self.ws!r} of {where(self.config)}; "
+                f"wait for it to finish (see 'hybridrag-backends jobs') or use another --workspace"
+            )
+
+    # -- discovery -------------------------------------------------------------
+
+    async def _table_exists(self, table: str) -> bool:
+        return bool(await self.conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"public.{table.lower()}"))
+
+    async def _has_rows(self, table: str) -> bool:
+        return await self._table_exists(table) and bool(
+            await self.conn.fetchval(f"SELECT 1 FROM {table} WHERE workspace = $1 LIMIT 1", self.ws))
+
+    async def _vector_tables_for_read(self) -> Dict[str, Tuple[str, int]]:
+        found: Dict[str, Tuple[str, int]] = {}
+        for ns, base in naming.VECTOR_BASE_TABLES.items():
+            if self.config.embedding_model and self.config.embedding_dim:
+                names = [naming.vector_table(ns, self.config.embedding_model, self.config.embedding_dim).lower()]
+            else:
+                names = [r["relname"] for r in await self.conn.fetch(
+                    "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE $1 "
+                    "AND relnamespace = 'public'::regnamespace", base.lower() + "%")]
+            present = [n for n in names if await self._has_rows(n)]
+            if len(present) > 1:
+                raise SourceError(
+                    f"workspace {self.ws!r} has several vector tables for {ns} ({', '.join(sorted(present))}); "
+                    f"choose one with ?embedding_model=NAME&embedding_dim=N in the URL")
+            if present:
+                dim = await self.conn.fetchval(
+                    "SELECT atttypmod FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'content_vector'",
+                    present[0])
+                found[ns] = (present[0], int(dim))
+        return found
+
+    async def list_stores(self) -> List[StoreInfo]:
+        stores: List[StoreInfo] = []
+        for ns, table in naming.KV_TABLES.items():
+            if await self._has_rows(table):
+                stores.append(StoreInfo(ns, StoreKind.KV))
+        if await self._table_exists(naming.EXTRA_KV_TABLE):
+            for r in await self.conn.fetch(
+                    f"SELECT DISTINCT namespace FROM {naming.EXTRA_KV_TABLE} WHERE workspace = $1", self.ws):
+                stores.append(StoreInfo(r["namespace"], StoreKind.KV))
+        if await self._has_rows(naming.DOC_STATUS_TABLE):
+            stores.append(StoreInfo("doc_status", StoreKind.DOC_STATUS))
+        for ns, (table, dim) in (await self._vector_tables_for_read()).items():
+            self.vector_tables[ns] = table
+            stores.append(StoreInfo(ns, StoreKind.VECTOR, embedding_dim=dim))
+        if await age.count(self.conn, self.graph, "base"):
+            stores.append(StoreInfo(GRAPH_NAMESPACE, StoreKind.GRAPH_NODES))
+        if await age.count(self.conn, self.graph, "DIRECTED"):
+            stores.append(StoreInfo(GRAPH_NAMESPACE, StoreKind.GRAPH_EDGES))
+        return sorted(stores, key=StoreInfo.sort_key)
+
+    def _table(self, store: StoreInfo) -> str:
+        if store.kind is StoreKind.VECTOR:
+            if store.namespace not in self.vector_tables:
+                raise SourceError(f"no vector table known for {store.namespace}; call list_stores() first")
+            return self.vector_tables[store.namespace]
+        return cols.table_for(store.namespace) or naming.EXTRA_KV_TABLE
+
+    async def count(self, store: StoreInfo) -> int:
+        if store.kind is StoreKind.GRAPH_NODES:
+            return await age.count(self.conn, self.graph, "base")
+        if store.kind is StoreKind.GRAPH_EDGES:
+            return await age.count(self.conn, self.graph, "DIRECTED")
+        table = self._table(store)
+        if table == naming.EXTRA_KV_TABLE:
+            return int(await self.conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE workspace = $1 AND namespace = $2", self.ws, store.namespace))
+        if not await self._table_exists(table):
+            return 0
+        return int(await self.conn.fetchval(f"SELECT count(*) FROM {table} WHERE workspace = $1", self.ws))
+
+    # -- reading ---------------------------------------------------------------
+
+    async def _overlays(self, store: StoreInfo, keys: List[str]) -> Dict[str, str]:
+        if not keys or not await self._table_exists(naming.OVERLAY_TABLE):
+            return {}
+        rows = await self.conn.fetch(
+            f"SELECT id, overlay::text AS o FROM {naming.OVERLAY_TABLE} WHERE workspace = $1 AND store = $2 AND id = ANY($3::text[])",
+            self.ws, store.name, keys)
+        return {r["id"]: r["o"] for r in rows}
+
+    async def read(self, store: StoreInfo, after: Optional[str] = None, batch_size: int = 1000) -> AsyncIterator[ReadBatch]:
+        try:
+            while True:
+                records = await self._read_page(store, after, batch_size)
+                if not records:
+                    return
+                after = records[-1].position
+                yield ReadBatch(records=records, cursor=after)
+                if len(records) < batch_size:
+                    return
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            raise SourceError(
+                f"reading {store.name} from {where(self.config)} workspace {self.ws!r} after key {after!r}: "
+                f"{type(exc).__name__}: {redact(exc)}") from exc
+
+    async def _read_page(self, store: StoreInfo, after: Optional[str], n: int) -> List[Record]:
+        if store.kind is StoreKind.GRAPH_NODES:
+            rows = await age.read_nodes(self.conn, self.graph, after, n)
+            overlays = await self._overlays(store, [p["entity_id"] for _, p in rows])
+            return [Record(store.name, p["entity_id"], cols.apply_overlay(p, overlays.get(p["entity_id"])), cursor=gid)
+                    for gid, p in rows]
+        if store.kind is StoreKind.GRAPH_EDGES:
+            out = []
+            for gid, src, tgt, props in await age.read_edges(self.conn, self.graph, after, n):
+                out.append(Record(store.name, _edge_key(src, tgt), {**props, "source": src, "target": tgt}, cursor=gid))
+            overlays = await self._overlays(store, [r.key for r in out])
+            for r in out:
+                r.payload = cols.apply_overlay(r.payload, overlays.get(r.key))
+            return out
+        table = self._table(store)
+        cond = "AND t.id > $2" if after is not None else ""
+        args: List[Any] = [self.ws] + ([after] if after is not None else [])
+        if table == naming.EXTRA_KV_TABLE:
+            args.append(store.namespace)
+            rows = await self.conn.fetch(
+                f"SELECT t.id, t.payload::text AS payload FROM {table} t WHERE t.workspace = $1 {cond} "
+                f"AND t.namespace = ${len(args)} ORDER BY t.id LIMIT {int(n)}", *args)
+            return [Record(store.name, r["id"], orjson.loads(r["payload"])) for r in rows]
+        vector = store.kind is StoreKind.VECTOR
+        spec = cols.columns_for(store.namespace, vector)
+        select = ", ".join(f"t.{c.column}" + ("::text" if c.kind == "json" else "") for c in spec)
+        if vector:
+            select += ", t.content_vector"
+        rows = await self.conn.fetch(
+            f"SELECT t.id, {select} FROM {table} t WHERE t.workspace = $1 {cond} ORDER BY t.id LIMIT {int(n)}", *args)
+        overlays = await self._overlays(store, [r["id"] for r in rows])
+        out = []
+        for r in rows:
+            payload = cols.join(r, spec, overlays.get(r["id"]))
+            vec = np.asarray(r["content_vector"], dtype=np.float32) if vector and r["content_vector"] is not None else None
+            out.append(Record(store.name, r["id"], payload, vector=vec))
+        return out
+
+    # -- writing ---------------------------------------------------------------
+
+    async def is_empty(self) -> bool:
+        for table in [*naming.KV_TABLES.values(), naming.DOC_STATUS_TABLE, naming.EXTRA_KV_TABLE]:
+            if await self._has_rows(table):
+                return False
+        if await self._vector_tables_for_read():
+            return False
+        return not await age.count(self.conn, self.graph, "base")
+
+    async def prepare_target(self, stores: List[StoreInfo], job: MigrationJob, *, force: bool) -> None:
+        await self._lock_workspace()
+        await ownschema.ensure(self.conn)
+        vectors: Dict[str, int] = {}
+        for s in stores:
+            if s.kind is StoreKind.VECTOR:
+                if s.namespace not in naming.VECTOR_BASE_TABLES:
+                    raise TargetError(f"vector store {s.namespace!r} has no LightRAG PostgreSQL table; migrate it to JSON")
+                dim = s.embedding_dim or self.config.embedding_dim
+                if not dim:
+                    raise TargetError(f"the embedding dimension of {s.namespace} is unknown; add ?embedding_dim=N to the target URL")
+                if not self.config.embedding_model:
+                    raise TargetError(
+                        "LightRAG names PostgreSQL vector tables after the embedding model; add "
+                        "?embedding_model=NAME (the model_name your LightRAG EmbeddingFunc uses) to the target URL")
+                vectors[s.namespace] = dim
+            elif s.kind in (StoreKind.KV, StoreKind.DOC_STATUS) and s.namespace not in naming.KV_TABLES and s.namespace != "doc_status":
+                pass  # extra KV store: hybridrag_extra_kv
+        graph = any(s.kind in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES) for s in stores)
+        self.vector_tables = await create_schema(
+            self.config, self.ws, [*STANDARD_KV_NAMESPACES, "doc_status"], vectors, graph)
+        fresh = not any(cp.migrated_count or cp.done for cp in job.checkpoints)
+        if force and fresh:
+            await self._clear_workspace()
+        for s in stores:
+            cp = job.checkpoint(s.name)
+            if s.kind is StoreKind.VECTOR and not (cp and cp.done):
+                await self._drop_vector_index(self.vector_tables[s.namespace])
+
+    async def _clear_workspace(self) -> None:
+        async with self.conn.transaction():
+            for table in [*naming.KV_TABLES.values(), naming.DOC_STATUS_TABLE, naming.EXTRA_KV_TABLE,
+                          naming.OVERLAY_TABLE, *self.vector_tables.values()]:
+                if await self._table_exists(table):
+                    await self.conn.execute(f"DELETE FROM {table} WHERE workspace = $1", self.ws)
+            if await age.graph_exists(self.conn, self.graph):
+                g = naming.quote_ident(self.graph)
+                await self.conn.execute(f'DELETE FROM {g}."DIRECTED"')
+                await self.conn.execute(f"DELETE FROM {g}.base")
+
+    def _index_name(self, table: str) -> str:
+        from lightrag.kg.postgres_impl import _safe_index_name
+
+        return _safe_index_name(table, f"{self.config.vector_index_type}_cosine")
+
+    async def _drop_vector_index(self, table: str) -> None:
+        # Maintaining HNSW row by row is ~100x slower than building it once after the load.
+        await self.conn.execute(f"DROP INDEX IF EXISTS {self._index_name(table)}")
+
+    async def _build_vector_index(self, table: str) -> None:
+        extra = self.config.extra_options or {}
+        if str(extra.get("defer_index", "")).lower() in ("1", "true", "yes"):
+            return  # LightRAG creates it on its next initialize()
+        mem = str(extra.get("maintenance_work_mem", "512MB"))
+        if not MEM_RE.match(mem):
+            raise TargetError(f"maintenance_work_mem={mem!r} is not a size like 512MB or 1GB")
+        name = self._index_name(table)
+        if self.config.vector_index_type == "ivfflat":
+            method = f"ivfflat (content_vector vector_cosine_ops) WITH (lists = {int(extra.get('ivfflat_lists', 100))})"
+        else:
+            method = (f"hnsw (content_vector vector_cosine_ops) "
+                      f"WITH (m = {self.config.hnsw_m}, ef_construction = {self.config.hnsw_ef})")
+        async with self.conn.transaction():
+            await self.conn.execute(f"SET LOCAL maintenance_work_mem = '{mem}'")
+            await self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING {method}")
+
+    async def write_batch(self, store: StoreInfo, records: List[Record], job: MigrationJob) -> None:
+        delay = self.retry_backoff
+        for attempt in range(self.retry_attempts + 1):
+            try:
+                async with self.conn.transaction():
+                    await self._write(store, records)
+                    await self._save_job(job)
+                return
+            except RETRYABLE as exc:
+                if attempt == self.retry_attempts:
+                    raise MigrationInterrupted(
+                        f"lost the connection to {where(self.config)} while writing {store.name} and could not "
+                        f"reconnect after {self.retry_attempts} tries ({type(exc).__name__}: {redact(exc)}); "
+                        f"the checkpoint of the last committed batch is saved; resume with --resume {job.job_id}"
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 8.0)
+                await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        for c in (self.conn, self.lock_conn):
+            if c is not None:
+                c.terminate()
+        self.conn = self.lock_conn = None
+        try:
+            await self.connect()
+            await self._lock_workspace()
+        except (ConnectionFailure, OSError, asyncpg.PostgresError):
+            self.conn = self.conn or _DeadConnection()  # the next attempt fails fast and retries
+
+    async def _write(self, store: StoreInfo, records: List[Record]) -> None:
+        if store.kind is StoreKind.GRAPH_NODES:
+            await age.ensure_stages(self.conn)
+            rows, overlays = age.node_rows(records)
+            await age.upsert_nodes(self.conn, self.graph, rows)
+            await self._replace_overlays(store, [r.key for r in records], overlays)
+            return
+        if store.kind is StoreKind.GRAPH_EDGES:
+            await age.ensure_stages(self.conn)
+            await age.upsert_edges(self.conn, self.graph, age.edge_rows(records))
+            await self._replace_overlays(store, [r.key for r in records], [])
+            return
+        table = self._table(store)
+        keys = [r.key for r in records]
+        if table == naming.EXTRA_KV_TABLE:
+            await self.conn.execute(
+                f"DELETE FROM {table} WHERE workspace = $1 AND namespace = $2 AND id = ANY($3::text[])",
+                self.ws, store.namespace, keys)
+            await self.conn.copy_records_to_table(
+                table, records=[(self.ws, store.namespace, r.key, orjson.dumps(r.payload).decode()) for r in records],
+                columns=["workspace", "namespace", "id", "payload"])
+            return
+        vector = store.kind is StoreKind.VECTOR
+        spec = cols.columns_for(store.namespace, vector)
+        derived = ("full_doc_id",) if vector and store.namespace == "chunks" else ()
+        names = ["workspace", "id", *[c.column for c in spec]]
+        if vector:
+            names += ["content_vector", "update_time"]
+        rows, overlays = [], []
+        for r in records:
+            values, overlay = cols.split(r.payload, spec, derived)
+            row = [self.ws, r.key, *[values[c.column] for c in spec]]
+            if vector:
+                if r.vector is None:
+                    raise TargetError(f"{store.name} record {r.key!r} has no vector")
+                row += [np.asarray(r.vector, dtype=np.float32), values.get("create_time")]
+            rows.append(tuple(row))
+            if overlay:
+                overlays.append((r.key, overlay))
+        stage = f"hrb_stage_{table.lower()}"
+        if stage not in self._stages:
+            await self.conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            self._stages.add(stage)
+        await self.conn.copy_records_to_table(stage, records=rows, columns=names)
+        select = ", ".join(f"s.{n}" for n in names)
+        insert_cols = ", ".join(names)
+        join = ""
+        if vector and store.namespace == "chunks":
+            # VDB_CHUNKS carries full_doc_id / chunk_order_index / tokens; NanoVectorDB lacks the last two.
+            select = select.replace("s.full_doc_id", "COALESCE(s.full_doc_id, c.full_doc_id)")
+            select += ", c.chunk_order_index, c.tokens"
+            insert_cols += ", chunk_order_index, tokens"
+            join = f"LEFT JOIN {naming.KV_TABLES['text_chunks']} c ON c.workspace = s.workspace AND c.id = s.id"
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in insert_cols.split(", ") if c not in ("workspace", "id"))
+        await self.conn.execute(
+            f"INSERT INTO {table} ({insert_cols}) SELECT {select} FROM {stage} s {join} "
+            f"ON CONFLICT (workspace, id) DO UPDATE SET {updates}")
+        await self._replace_overlays(store, keys, overlays)
+
+    async def _replace_overlays(self, store: StoreInfo, keys: List[str], overlays: List[tuple]) -> None:
+        await self.conn.execute(
+            f"DELETE FROM {naming.OVERLAY_TABLE} WHERE workspace = $1 AND store = $2 AND id = ANY($3::text[])",
+            self.ws, store.name, keys)
+        if overlays:
+            await self.conn.copy_records_to_table(
+                naming.OVERLAY_TABLE, records=[(self.ws, store.name, k, o) for k, o in overlays],
+                columns=["workspace", "store", "id", "overlay"])
+
+    async def finish_store(self, store: StoreInfo, job: MigrationJob) -> None:
+        if store.kind is StoreKind.VECTOR:
+            await self._build_vector_index(self.vector_tables[store.namespace])
+            await self.conn.execute(f"ANALYZE {self.vector_tables[store.namespace]}")
+
+    async def finish_target(self, job: MigrationJob) -> None:
+        await self.conn.execute("ANALYZE")
+
+    # -- jobs ------------------------------------------------------------------
+
+    async def _save_job(self, job: MigrationJob) -> None:
+        d = job.to_dict()
+        await self.conn.execute(
+            f"""INSERT INTO {naming.JOBS_TABLE} (job_id, database_name, source_backend, target_backend, status,
+                    started_at, completed_at, total_records, migrated_records, failed_records, last_error,
+                    checkpoints, created_at, workspace, job)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15::jsonb)
+                ON CONFLICT (job_id) DO UPDATE SET status = EXCLUDED.status, started_at = EXCLUDED.started_at,
+                    completed_at = EXCLUDED.completed_at, total_records = EXCLUDED.total_records,
+                    migrated_records = EXCLUDED.migrated_records, failed_records = EXCLUDED.failed_records,
+                    last_error = EXCLUDED.last_error, checkpoints = EXCLUDED.checkpoints, job = EXCLUDED.job""",
+            job.job_id, redact(job.database_name)[:255], d["source_backend"], d["target_backend"], d["status"],
+            _naive(job.started_at), _naive(job.completed_at), job.total_records, job.migrated_records,
+            job.failed_records, redact(job.last_error) if job.last_error else None,
+            orjson.dumps(d["checkpoints"]).decode(), _naive(job.created_at), self.ws, redact(orjson.dumps(d).decode()),
+        )
+
+    async def save_job(self, job: MigrationJob) -> None:
+        await ownschema.ensure(self.conn)
+        await self._save_job(job)
+
+    async def load_job(self, job_id: str) -> Optional[MigrationJob]:
+        if not await self._table_exists(naming.JOBS_TABLE):
+            return None
+        raw = await self.conn.fetchval(f"SELECT job::text FROM {naming.JOBS_TABLE} WHERE job_id = $1", job_id)
+        return MigrationJob.from_dict(orjson.loads(raw)) if raw else None
+
+
+def _naive(value: Optional[datetime]) -> Optional[datetime]:
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _edge_key(a: str, b: str) -> str:
+    from hybridrag_backends.provider import edge_key
+
+    return edge_key(a, b)
+
+
+class _DeadConnection:
+    """Stands in for a connection that could not be re-opened, so the retry loop goes on."""
+
+    def transaction(self):
+        raise ConnectionError("not connected")
+
+    def is_closed(self) -> bool:
+        return True
+
+    def terminate(self) -> None:
+        pass
