@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .errors import NotFoundError
+from .errors import NotFoundError, RegistryError
 from .models import BackendConfig, BackendType
 from .plugins import get_manager
 from .provider import BackendProvider
@@ -53,15 +53,20 @@ def resolve_target(
 
     from .registry import Registry
 
-    registry = Registry.load(registry_path)
-    entry = registry.get(target)
+    path = Path(target).expanduser()
+    try:
+        entry = Registry.load(registry_path).get(target)
+    except RegistryError:
+        if not path.exists():
+            raise
+        entry = None  # a broken registry must not block working on a path
+
     if entry is not None:
         config = entry.get_backend_config()
         if workspace is not None:
             config = _with_workspace(config, workspace)
         return ResolvedTarget(manager.get(config.backend_type), config, name=entry.name)
 
-    path = Path(target).expanduser()
     if for_write and (not path.exists() or (path.is_dir() and not any(path.iterdir()))):
         provider = manager.get(BackendType.default())
         return ResolvedTarget(provider, provider.config_from_target(str(path), workspace=workspace))

@@ -183,6 +183,21 @@ def test_db_register_mongo_keeps_password_out(cli, _isolated_home):
     assert "Zq9topsecret" not in (Path(_isolated_home) / "registry.yaml").read_text()
 
 
+def test_db_register_mongo_takes_the_database_from_the_url(cli, _isolated_home):
+    result = invoke(cli, "db", "register", "kb", "--path", "/srv/kb", "--url", "mongodb://u:s3cr3tZ@h:27017/kbdb", "--json")
+    assert result.exit_code == 0, result.output
+    cfg = json.loads(result.stdout)["database"]["backend_config"]
+    assert cfg["mongo_database"] == "kbdb"  # the registered entry and the raw URI name the same database
+    assert "s3cr3tZ" not in (Path(_isolated_home) / "registry.yaml").read_text()
+
+
+def test_broken_registry_does_not_block_a_path(tmp_path):
+    Path(os.environ["HYBRIDRAG_CONFIG"]).write_text("databases:\n  kb: {path: /x\n")
+    proc = run("status", str(MACKING), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["backend"] == "json"
+
+
 # -- bad input (real processes) -----------------------------------------------------
 
 

@@ -75,9 +75,7 @@ def build_backend_config(
     if url:
         if name == "postgres":
             fields = BackendConfig.from_connection_string(url).to_dict()
-        elif name == "mongodb":
-            fields = {"mongo_uri": url}
-        else:
+        else:  # the provider knows its URL's parts (e.g. the Mongo database in the path)
             fields = get_manager().get(name).config_from_target(url, workspace=workspace).to_dict()
     fields.update({_OPTION_FIELDS[k]: v for k, v in options.items() if v is not None})
     if workspace is not None:

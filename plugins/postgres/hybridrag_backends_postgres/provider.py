@@ -76,11 +76,15 @@ class PostgresProvider(BackendProvider):
             "POSTGRES_DATABASE": config.postgres_database,
             "POSTGRES_WORKSPACE": config.postgres_workspace,
             "POSTGRES_MAX_CONNECTIONS": str(config.postgres_max_connections),
-            "POSTGRES_SSL_MODE": config.postgres_ssl_mode,
             "POSTGRES_VECTOR_INDEX_TYPE": config.vector_index_type.upper(),
             "POSTGRES_HNSW_M": str(config.hnsw_m),
             "POSTGRES_HNSW_EF": str(config.hnsw_ef),
         }
+        # "prefer" (the default) is left out on purpose: LightRAG 1.5.7 turns an explicit
+        # POSTGRES_SSL_MODE=prefer into asyncpg ssl=True, i.e. full certificate verification, which
+        # fails on the self-signed certificates most servers have; unset, asyncpg does libpq's prefer.
+        if config.postgres_ssl_mode != "prefer":
+            env["POSTGRES_SSL_MODE"] = config.postgres_ssl_mode
         password = resolve_env_refs(config.postgres_password, field="postgres_password")
         if password is not None:
             env["POSTGRES_PASSWORD"] = password

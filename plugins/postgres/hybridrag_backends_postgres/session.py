@@ -217,7 +217,7 @@ class PostgresSession(BackendSession):
         out = []
         for r in rows:
             payload = cols.join(r, spec, overlays.get(r["id"]))
-            vec = np.asarray(r["content_vector"], dtype=np.float32) if vector and r["content_vector"] is not None else None
+            vec = _as_float32(r["content_vector"]) if vector else None
             out.append(Record(store.name, r["id"], payload, vector=vec))
         return out
 
@@ -432,6 +432,14 @@ class PostgresSession(BackendSession):
             return None
         raw = await self.conn.fetchval(f"SELECT job::text FROM {naming.JOBS_TABLE} WHERE job_id = $1", job_id)
         return MigrationJob.from_dict(orjson.loads(raw)) if raw else None
+
+
+def _as_float32(value: Any) -> Optional[np.ndarray]:
+    if value is None:
+        return None
+    if hasattr(value, "to_numpy"):  # pgvector's Vector
+        value = value.to_numpy()
+    return np.asarray(value, dtype=np.float32)
 
 
 def _naive(value: Optional[datetime]) -> Optional[datetime]:
