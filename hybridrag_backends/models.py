@@ -274,22 +274,25 @@ class DatabaseEntry:
             raise ConfigError("name", self.name, "must be letters, digits, '_', '.' or '-' (at most 128)")
         self.watch_interval = _check_int("watch_interval", self.watch_interval, 1, 10**7)
 
-    def get_backend_config(self, env: Optional[Dict[str, str]] = None) -> BackendConfig:
+    def get_backend_config(self, env: Optional[Dict[str, str]] = None, *, resolve_secrets: bool = True) -> BackendConfig:
         """Construct BackendConfig from stored settings.
 
         For a JSON entry the entry's ``path`` is the working dir unless the
         config names one. ``${VAR}`` password references (how the registry
-        stores passwords) are resolved from ``env`` (default ``os.environ``).
+        stores passwords) are resolved from ``env`` (default ``os.environ``),
+        unless ``resolve_secrets`` is False (checking or describing an entry
+        whose variables may be unset now).
         """
         from .secrets import resolve_env_refs, resolve_uri_refs
 
         stored = dict(self.backend_config or {})
         stored.pop("backend_type", None)
-        if "postgres_password" in stored:
-            stored["postgres_password"] = resolve_env_refs(stored["postgres_password"], env, field="postgres_password")
-        for key in ("connection_string", "mongo_uri"):
-            if key in stored:
-                stored[key] = resolve_uri_refs(stored[key], env, field=key)
+        if resolve_secrets:
+            if "postgres_password" in stored:
+                stored["postgres_password"] = resolve_env_refs(stored["postgres_password"], env, field="postgres_password")
+            for key in ("connection_string", "mongo_uri"):
+                if key in stored:
+                    stored[key] = resolve_uri_refs(stored[key], env, field=key)
         cfg = BackendConfig(backend_type=self.backend_type, **stored)
         if cfg.working_dir is None and backend_name(self.backend_type) == "json":
             cfg.working_dir = self.path

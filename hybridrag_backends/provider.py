@@ -66,6 +66,10 @@ STANDARD_KV_NAMESPACES = (
 STANDARD_VECTOR_NAMESPACES = ("chunks", "entities", "relationships")
 GRAPH_NAMESPACE = "chunk_entity_relation"
 
+#: A :meth:`BackendSession.lossy_fields` key standing for every payload field whose value is null
+#: (GraphML, for one, cannot say null: such attributes are left out of the file).
+NULL_VALUED_FIELDS = "(null values)"
+
 
 @dataclass(frozen=True)
 class StoreInfo:
@@ -197,7 +201,8 @@ class BackendSession(abc.ABC):
         """Payload fields this backend cannot hold for ``store`` (field -> reason).
 
         The engine reports them before copying and leaves them out of the
-        verification digest on both sides.
+        verification digest on both sides. The key :data:`NULL_VALUED_FIELDS`
+        stands for every field whose value is null.
         """
         return {}
 

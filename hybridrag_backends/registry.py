@@ -38,13 +38,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import yaml
 from filelock import FileLock, Timeout
 
+from .durable import write_atomic
 from .errors import ConfigError, NotFoundError, RegistryError
 from .models import BackendConfig, DatabaseEntry, backend_name
 from .secrets import is_env_ref, uri_password_to_ref
@@ -122,15 +122,17 @@ def _env_name(key: str) -> str:
 # -- parsing -----------------------------------------------------------------------
 
 
+def _refuse_unknown_keys(what: str, mapping: Dict[Any, Any], allowed: Sequence[str]) -> None:
+    for key in mapping:
+        if key not in allowed:
+            raise RegistryError(f"{what} has unknown key {key!r} (allowed: {', '.join(allowed)}); remove or rename it")
+
+
 def _entry_from_yaml(path: Path, name: Any, raw: Any) -> DatabaseEntry:
     where = f"{path}: entry {name!r}"
     if not isinstance(raw, dict):
         raise RegistryError(f"{where} must be a mapping of settings, got {type(raw).__name__}; fix the file")
-    for key in raw:
-        if key not in ENTRY_KEYS:
-            raise RegistryError(
-                f"{where} has unknown key {key!r} (allowed: {', '.join(ENTRY_KEYS)}); remove or rename it"
-            )
+    _refuse_unknown_keys(where, raw, ENTRY_KEYS)
     stored_name = raw.get("name", name)
     if stored_name != name:
         raise RegistryError(f"{where} has name: {stored_name!r}; the name must equal the key, fix one of them")
@@ -140,12 +142,7 @@ def _entry_from_yaml(path: Path, name: Any, raw: Any) -> DatabaseEntry:
     if config is not None:
         if not isinstance(config, dict):
             raise RegistryError(f"{where}: backend_config must be a mapping, got {type(config).__name__}; fix the file")
-        for key in config:
-            if key not in CONFIG_KEYS:
-                raise RegistryError(
-                    f"{where}: backend_config has unknown key {key!r} (allowed: {', '.join(CONFIG_KEYS)}); "
-                    f"remove or rename it"
-                )
+        _refuse_unknown_keys(f"{where}: backend_config", config, CONFIG_KEYS)
     for key, kind in (("auto_watch", bool), ("source_type", str)):
         if key in raw and not isinstance(raw[key], kind):
             raise RegistryError(f"{where}: {key} must be {kind.__name__}, got {raw[key]!r}; fix the file")
@@ -161,9 +158,7 @@ def _entry_from_yaml(path: Path, name: Any, raw: Any) -> DatabaseEntry:
 
 def validate_entry(entry: DatabaseEntry) -> BackendConfig:
     """Check the stored config without resolving ``${VAR}`` references (they may be unset now)."""
-    stored = dict(entry.backend_config or {})
-    stored.pop("backend_type", None)
-    return BackendConfig(backend_type=entry.backend_type, **stored)
+    return entry.get_backend_config(resolve_secrets=False)
 
 
 def entry_to_yaml(entry: DatabaseEntry) -> Dict[str, Any]:
@@ -213,22 +208,7 @@ def _write_atomic(path: Path, entries: Iterable[DatabaseEntry]) -> None:
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
     if yaml.safe_load(text) != data:  # PyYAML emits some characters (NEL, LS...) raw that it then reads as breaks
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=False, default_flow_style=False)
-    fd, tmp = tempfile.mkstemp(prefix=".registry-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)  # references only, but still the user's private config
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, text.encode("utf-8"), mode=0o600)  # references only, but still the user's private config
 
 
 # -- the registry --------------------------------------------------------------
@@ -280,10 +260,9 @@ class Registry:
 
     def save(self) -> None:
         """Write this object's changes, merged with what other writers saved meanwhile."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S)
         try:
-            with lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S):
                 current = _read(self.path)
                 for name in self._removed:
                     current.pop(name, None)
@@ -304,8 +283,8 @@ class Registry:
                 f"registry {self.path} is locked by another process for over {LOCK_TIMEOUT_S}s; "
                 f"retry, or delete {self.path}.lock if no hybridrag-backends process is running"
             ) from None
-        except PermissionError as exc:
-            raise RegistryError(f"cannot write registry {self.path}: {exc.strerror}; check permissions") from None
+        except OSError as exc:  # permissions, a read-only or full disk: the user's to fix
+            raise RegistryError(f"cannot write registry {self.path}: {exc.strerror or exc}; check permissions and free space") from None
         self._entries = current
         self._added.clear()
         self._removed.clear()

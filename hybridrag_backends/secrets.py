@@ -13,8 +13,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
-# scheme://user:password@host -> the password part; also catches user-only forms.
-_URL_CRED = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/\s]+)@")
+# scheme://user:password@host -> the password part; also catches user-only forms. The userinfo runs
+# to the LAST '@' of the authority, as URL parsers read it: a password typed with a raw '@' is masked whole.
+_URL_CRED = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s]+)@")
 _KEYVAL_PW = re.compile(r"(?i)\b(password|passwd|pwd)\s*=\s*('[^']*'|\"[^\"]*\"|\S+)")
 _ENV_REF = re.compile(r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}$")
 

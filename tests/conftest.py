@@ -1,4 +1,4 @@
-"""Shared test fixtures. Domain fixtures live in tests/*_fixtures.py and are imported here."""
+"""Shared test fixtures. Domain fixtures live in tests/*_fixtures.py, loaded below as pytest plugins."""
 
 from __future__ import annotations
 
@@ -43,10 +43,5 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(f"real data not found at {REALDATA}; set HYBRIDRAG_REALDATA")
 
 
-# Domain fixtures (each file owned by the area that uses it).
-for _mod in ("pg_fixtures", "mongo_fixtures"):
-    try:
-        exec(f"from {_mod} import *")  # noqa: S102 - plain re-export of fixtures
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _mod:
-            raise
+# Domain fixtures (each file owned by the area that uses it), loaded as pytest plugins.
+pytest_plugins = ["pg_fixtures", "mongo_fixtures"]

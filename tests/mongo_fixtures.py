@@ -18,7 +18,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
-__all__ = ["mongo_client_factory", "mongo_target", "mongo_uri"]  # what conftest re-exports
 
 MONGO_ENV = "HYBRIDRAG_TEST_MONGO_URI"
 FAKE_PASSWORD = "fake-Secret-pw-8472"  # must never show up in output, logs, errors or the registry

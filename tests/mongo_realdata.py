@@ -1,16 +1,18 @@
 """Records built straight from a real LightRAG working dir (json / base64 / networkx), for the
-MongoDB tests that exercise the Mongo session on its own, independent of the JSON provider."""
+MongoDB tests that exercise the Mongo session on its own, independent of the JSON provider,
+and the steps those tests share: writing them through a session, reading them with LightRAG."""
 
 from __future__ import annotations
 
 import base64
 import json
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import networkx as nx
 import numpy as np
 
+from hybridrag_backends.migration.job import MigrationCheckpoint, MigrationJob
 from hybridrag_backends.provider import GRAPH_NAMESPACE, Record, StoreInfo, StoreKind, edge_key
 
 
@@ -52,3 +54,28 @@ def split(records: List[Record], size: int) -> List[List[Record]]:
 
 def stores_sorted(data: Dict[StoreInfo, List[Record]]) -> List[Tuple[StoreInfo, List[Record]]]:
     return sorted(data.items(), key=lambda kv: kv[0].sort_key())
+
+
+def new_job(stores: Iterable[StoreInfo], job_id: str = "job-test") -> MigrationJob:
+    job = MigrationJob(job_id, "src", "json", "mongodb", source="src", target="dst")
+    job.checkpoints = [MigrationCheckpoint(s.name, None, 0, 0) for s in stores]
+    return job
+
+
+async def write_all(session, data: Dict[StoreInfo, List[Record]], job: MigrationJob, batch_size: int) -> None:  # noqa: ANN001
+    """Write every store of ``data`` through the session's writing interface, as the engine does."""
+    await session.prepare_target([s for s, _ in stores_sorted(data)], job, force=False)
+    for store, records in stores_sorted(data):
+        for batch in split(records, batch_size):
+            await session.write_batch(store, batch, job)
+        await session.finish_store(store, job)
+    await session.finish_target(job)
+
+
+def lightrag_storage(cls_name: str, namespace: str, workspace: str, db):  # noqa: ANN001, ANN201
+    """One of LightRAG 1.5.7's own Mongo storages (``MongoKVStorage``...) on ``db``."""
+    from lightrag.kg import mongo_impl
+
+    storage = getattr(mongo_impl, cls_name)(namespace=namespace, global_config={}, embedding_func=None, workspace=workspace)
+    storage.db = db  # LightRAG's own seam: initialize() asks its ClientManager only when db is None
+    return storage

@@ -140,6 +140,19 @@ def test_env_exports_without_touching_secrets(cli):
     assert "export LIGHTRAG_KV_STORAGE=JsonKVStorage" in shell.stdout.splitlines()
 
 
+def test_names_and_paths_are_printed_as_they_are(cli, tmp_path):
+    """Rich markup or emoji codes in a path are text, not formatting (nor a crash)."""
+    folder = tmp_path / "kb[/red]:smile:"
+    shutil.copytree(MACKING, folder)
+    for args in (("status", str(folder), "--verbose"), ("validate", str(folder))):
+        result = invoke(cli, *args)
+        assert result.exit_code == 0, result.output
+        assert str(folder) in result.stdout
+    assert invoke(cli, "db", "register", "kb", "--path", str(folder)).exit_code == 0
+    listed = invoke(cli, "db", "list", env={"COLUMNS": "400"})
+    assert listed.exit_code == 0 and f"json:{folder}" in listed.stdout  # the entry's own path, not the cwd
+
+
 # -- db -----------------------------------------------------------------------------
 
 
@@ -222,6 +235,9 @@ def test_corrupt_kv_file(tmp_path, content):
     proc = run("status", str(folder))
     line = assert_one_line_error(proc, 2, "kv_store_full_docs.json", "restore")
     assert "byte" in line
+    proc = run("validate", str(folder))  # validate runs the same scan: no "valid" for a corrupt dir
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
+    assert "FAIL files well-formed" in proc.stdout and "kv_store_full_docs.json" in proc.stdout
 
 
 def test_invalid_config_value():

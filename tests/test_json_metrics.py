@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
 from pathlib import Path
 
 import networkx as nx
@@ -146,6 +147,30 @@ def test_validate_reports_each_problem_with_a_fix(tmp_path):
     bad = BackendConfig(working_dir=str(lj))
     bad.workspace = ".."  # bypasses BackendConfig's own check: LightRAG's rule still catches it
     assert "workspace name" in failing(bad)
+
+
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("kv_store_full_docs.json", lambda data: data[: len(data) // 2]),
+        ("vdb_entities.json", lambda data: b"hello"),
+        ("graph_chunk_entity_relation.graphml", lambda data: data[: len(data) // 2]),
+    ],
+    ids=["kv-truncated", "vdb-not-json", "graph-truncated"],
+)
+def test_validate_fails_on_a_corrupt_file_as_status_does(tmp_path, name, damage):
+    folder = tmp_path / "db"
+    shutil.copytree(REALDATA / "macking3__lucaOS__rag_storage", folder)
+    path = folder / name
+    path.write_bytes(damage(path.read_bytes()))
+    p = JsonProvider()
+    cfg = p.config_from_target(str(folder))
+    metrics = asyncio.run(p.metrics(cfg))
+    assert metrics.health == "degraded" and any(name in w for w in metrics.warnings)
+    checks = {c.name: c for c in asyncio.run(p.validate(cfg))}
+    corrupt = checks.pop("files well-formed")
+    assert not corrupt.ok and name in corrupt.detail and "byte" in corrupt.detail and corrupt.fix
+    assert all(c.ok for c in checks.values())  # only the file's content is wrong
 
 
 def test_chunked_scans_match_a_whole_file_search_at_every_boundary(tmp_path, monkeypatch):

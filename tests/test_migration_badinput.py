@@ -10,7 +10,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from hybridrag_backends.cli.main import build_cli

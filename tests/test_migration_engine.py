@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Dict, List, Optional
 
+import networkx as nx
 import numpy as np
 import pytest
 
@@ -22,8 +23,10 @@ from hybridrag_backends.errors import (
 from hybridrag_backends.migration import jobstore
 from hybridrag_backends.migration.engine import migrate
 from hybridrag_backends.migration.job import MigrationStatus
+from hybridrag_backends.migration.verify import canonical
 from hybridrag_backends.models import BackendConfig
 from hybridrag_backends.provider import (
+    NULL_VALUED_FIELDS,
     BackendProvider,
     BackendSession,
     ReadBatch,
@@ -33,6 +36,7 @@ from hybridrag_backends.provider import (
     StoreKind,
 )
 from hybridrag_backends.targets import ResolvedTarget
+from hybridrag_backends_json.provider import JsonProvider
 
 DATABASES: Dict[str, Dict[str, Dict[str, tuple]]] = {}
 FAIL_WRITES_AFTER: Dict[str, int] = {}  # location -> batches accepted before the next write fails
@@ -366,3 +370,20 @@ def test_cancel_during_a_write_pauses_without_counting_that_batch():
     done = run(migrate(target("a"), target("b"), batch_size=5, resume=""))
     assert done.job.status is MigrationStatus.COMPLETED and done.job.migrated_records == 120
     assert same_content("a", "b")
+
+
+def test_null_attributes_a_graphml_target_cannot_hold_are_reported_before_copying(tmp_path):
+    fill("a", 5)
+    DATABASES["memory:a"]["chunk_entity_relation.nodes"]["E1"] = ({"entity_type": "x", "description": None}, None)
+    provider = JsonProvider()
+    dst = ResolvedTarget(provider, provider.config_from_target(str(tmp_path / "kb")))
+    result = run(migrate(target("a"), dst))
+    lossy = {s.store.name: s.lossy_fields for s in result.plan.stores}
+    assert NULL_VALUED_FIELDS in lossy["chunk_entity_relation.nodes"] and not lossy["full_docs"]
+    assert result.job.status is MigrationStatus.COMPLETED and result.job.verification["ok"] is True
+    graph = nx.read_graphml(tmp_path / "kb" / "graph_chunk_entity_relation.graphml")
+    assert graph.nodes["E1"] == {"entity_type": "x"} and graph.number_of_nodes() == 5
+    # only null values are left out of the comparison: any other difference still fails it
+    marker = {NULL_VALUED_FIELDS: "no null"}
+    assert canonical(Record("s", "k", {"a": None, "b": 1}), marker) == canonical(Record("s", "k", {"b": 1}), marker)
+    assert canonical(Record("s", "k", {"a": 0, "b": 1}), marker) != canonical(Record("s", "k", {"b": 1}), marker)

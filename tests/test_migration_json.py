@@ -117,3 +117,15 @@ def test_errors_are_one_line_and_never_show_a_password(tmp_path):
         assert "s3cr3t-pw" not in job_file.read_text()
     missing = invoke("migrate", "--from", str(tmp_path / "nope"), "--to", str(tmp_path / "dst"))
     assert missing.exit_code == 1 and "nope" in missing.stderr
+
+
+def test_a_home_that_cannot_hold_jobs_is_a_user_error(tmp_path, monkeypatch):
+    source = write_working_dir(tmp_path / "src", docs=2, entities=3, relations=3)
+    not_a_dir = tmp_path / "home-file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("HYBRIDRAG_HOME", str(not_a_dir))
+    result = invoke("migrate", "--from", str(source), "--to", str(tmp_path / "dst"))
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "HYBRIDRAG_HOME" in errors[0] and "internal error" not in errors[0]
+    assert not (tmp_path / "dst").exists()  # nothing written before the job could be recorded

@@ -12,9 +12,9 @@ import asyncio
 
 import pytest
 from conftest import realdata_workspaces
-from mongo_realdata import load_records, split, stores_sorted
+from mongo_realdata import lightrag_storage, load_records, new_job, stores_sorted, write_all
 
-from hybridrag_backends.migration.job import MigrationCheckpoint, MigrationJob
+from hybridrag_backends.migration.job import MigrationJob
 from hybridrag_backends.provider import GRAPH_NAMESPACE, StoreKind
 from hybridrag_backends_mongodb import layout
 from hybridrag_backends_mongodb.provider import MongoProvider
@@ -33,25 +33,8 @@ def _lightrag_env(monkeypatch):
     initialize_share_data()
 
 
-def _lightrag_storage(cls_name: str, namespace: str, workspace: str, db):
-    from lightrag.kg import mongo_impl
-
-    storage = getattr(mongo_impl, cls_name)(namespace=namespace, global_config={}, embedding_func=None, workspace=workspace)
-    storage.db = db
-    return storage
-
-
 async def _index_names(db, name):
     return sorted(i["name"] for i in await (await db[name].list_indexes()).to_list(None))
-
-
-async def _write(session, data):
-    job = MigrationJob("job-lr", "src", "json", "mongodb")
-    job.checkpoints = [MigrationCheckpoint(s.name, None, 0, 0) for s in data]
-    await session.prepare_target([s for s, _ in stores_sorted(data)], job, force=False)
-    for store, records in stores_sorted(data):
-        for batch in split(records, 64):
-            await session.write_batch(store, batch, job)
 
 
 @pytest.mark.parametrize("working_dir,workspace", WORKSPACES, ids=IDS)
@@ -61,12 +44,12 @@ def test_lightrag_mongo_storages_read_every_record(mongo_target, working_dir, wo
 
     async def run():
         async with MongoProvider().open(config) as session:
-            await _write(session, data)
+            await write_all(session, data, new_job(data, "job-lr"), batch_size=64)
             db = session.db
             checked = 0
             for store, records in stores_sorted(data):
                 if store.kind is StoreKind.KV:
-                    kv = _lightrag_storage("MongoKVStorage", store.namespace, workspace, db)
+                    kv = lightrag_storage("MongoKVStorage", store.namespace, workspace, db)
                     await kv.initialize()
                     for r in records:
                         expected = {**r.payload, "_id": r.key}
@@ -79,7 +62,7 @@ def test_lightrag_mongo_storages_read_every_record(mongo_target, working_dir, wo
                 elif store.kind is StoreKind.DOC_STATUS:
                     name = layout.collection_name(workspace, "doc_status")
                     before = await _index_names(db, name)
-                    ds = _lightrag_storage("MongoDocStatusStorage", "doc_status", workspace, db)
+                    ds = lightrag_storage("MongoDocStatusStorage", "doc_status", workspace, db)
                     await ds.initialize()
                     assert await _index_names(db, name) == before  # LightRAG found every index it wants
                     for r in records:
@@ -95,7 +78,7 @@ def test_lightrag_mongo_storages_read_every_record(mongo_target, working_dir, wo
                 edges = next(v for s, v in data.items() if s.kind is StoreKind.GRAPH_EDGES)
                 edge_coll = layout.collection_name(workspace, GRAPH_NAMESPACE) + "_edges"
                 before = await _index_names(db, edge_coll)
-                graph = _lightrag_storage("MongoGraphStorage", GRAPH_NAMESPACE, workspace, db)
+                graph = lightrag_storage("MongoGraphStorage", GRAPH_NAMESPACE, workspace, db)
                 await graph.initialize()  # skips its legacy-edge migration: the unique index is there
                 assert await _index_names(db, edge_coll) == before
                 for r in nodes:
@@ -137,8 +120,8 @@ def test_our_indexes_are_the_ones_lightrag_creates(mongo_target):
             async with MongoProvider().open(config) as session:
                 await session.prepare_target(stores, MigrationJob(f"job-{ws}", "src", "json", "mongodb"), force=False)
                 ref_db = session.client[mongo_target.database + "_ref"]
-                ds = _lightrag_storage("MongoDocStatusStorage", "doc_status", ws, ref_db)
-                graph = _lightrag_storage("MongoGraphStorage", GRAPH_NAMESPACE, ws, ref_db)
+                ds = lightrag_storage("MongoDocStatusStorage", "doc_status", ws, ref_db)
+                graph = lightrag_storage("MongoGraphStorage", GRAPH_NAMESPACE, ws, ref_db)
                 await ds.initialize()
                 await graph.initialize()
                 for ns in ("doc_status", GRAPH_NAMESPACE, GRAPH_NAMESPACE + "_edges"):
@@ -162,9 +145,9 @@ def test_data_written_by_lightrag_reads_back_as_records(mongo_target):
     async def run():
         async with MongoProvider().open(config) as session:
             db = session.db
-            kv = _lightrag_storage("MongoKVStorage", "text_chunks", ws, db)
-            ds = _lightrag_storage("MongoDocStatusStorage", "doc_status", ws, db)
-            graph = _lightrag_storage("MongoGraphStorage", GRAPH_NAMESPACE, ws, db)
+            kv = lightrag_storage("MongoKVStorage", "text_chunks", ws, db)
+            ds = lightrag_storage("MongoDocStatusStorage", "doc_status", ws, db)
+            graph = lightrag_storage("MongoGraphStorage", GRAPH_NAMESPACE, ws, db)
             for s in (kv, ds, graph):
                 await s.initialize()
             chunks = {f"doc-1-chunk-{i:03d}": {"content": f"text {i}", "tokens": i, "chunk_order_index": i,
@@ -227,7 +210,7 @@ def test_vector_storage_on_a_search_capable_server(mongo_target):
 
     async def run():
         async with provider.open(config) as session:
-            await _write(session, data)
+            await write_all(session, data, new_job(data, "job-lr"), batch_size=64)
         before = await provider.metrics(config)
         search = before.details["vector_search"]
         if not search["supported"]:

@@ -11,6 +11,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from conftest import realdata_workspaces
+from mongo_realdata import lightrag_storage
 
 from hybridrag_backends.migration.verify import verify as verify_stores
 from hybridrag_backends.provider import GRAPH_NAMESPACE, StoreKind
@@ -42,16 +43,10 @@ async def _records(session, store):
 
 
 async def _lightrag_reads_what_the_source_has(source, target) -> int:
-    from lightrag.kg import mongo_impl
     from lightrag.kg.shared_storage import initialize_share_data
 
     initialize_share_data()
     ws = target.config.workspace
-
-    def storage(cls, namespace, db):
-        s = getattr(mongo_impl, cls)(namespace=namespace, global_config={}, embedding_func=None, workspace=ws)
-        s.db = db  # LightRAG's own seam: initialize() asks ClientManager only when db is None
-        return s
 
     checked = 0
     async with source.provider.open(source.config) as src, target.provider.open(target.config) as dst:
@@ -59,7 +54,7 @@ async def _lightrag_reads_what_the_source_has(source, target) -> int:
             expected = await _records(src, store)
             if store.kind in (StoreKind.KV, StoreKind.DOC_STATUS):
                 cls = "MongoKVStorage" if store.kind is StoreKind.KV else "MongoDocStatusStorage"
-                kv = storage(cls, store.namespace, dst.db)
+                kv = lightrag_storage(cls, store.namespace, ws, dst.db)
                 await kv.initialize()
                 for key, r in expected.items():
                     doc = await kv.get_by_id(key)
@@ -73,7 +68,7 @@ async def _lightrag_reads_what_the_source_has(source, target) -> int:
                     checked += 1
                 await kv.finalize()
             elif store.kind is StoreKind.GRAPH_NODES:
-                graph = storage("MongoGraphStorage", GRAPH_NAMESPACE, dst.db)
+                graph = lightrag_storage("MongoGraphStorage", GRAPH_NAMESPACE, ws, dst.db)
                 await graph.initialize()
                 for key, r in expected.items():
                     node = await graph.get_node(key)
@@ -83,7 +78,7 @@ async def _lightrag_reads_what_the_source_has(source, target) -> int:
                     checked += 1
                 await graph.finalize()
             elif store.kind is StoreKind.GRAPH_EDGES:
-                graph = storage("MongoGraphStorage", GRAPH_NAMESPACE, dst.db)
+                graph = lightrag_storage("MongoGraphStorage", GRAPH_NAMESPACE, ws, dst.db)
                 await graph.initialize()
                 for key, r in expected.items():
                     src_id, tgt_id = r.payload["source"], r.payload["target"]

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import realdata_workspaces
 from mongo_fixtures import FAKE_PASSWORD
-from mongo_realdata import load_records, split, stores_sorted
+from mongo_realdata import load_records, new_job, write_all
 
 from hybridrag_backends.errors import ConfigError, ConnectionFailure
-from hybridrag_backends.migration.job import MigrationCheckpoint, MigrationJob
+from hybridrag_backends.migration.job import MigrationJob
 from hybridrag_backends.plugins import get_manager
 from hybridrag_backends_mongodb.client import use_client_factory
 from hybridrag_backends_mongodb.provider import MongoProvider
@@ -152,12 +152,7 @@ def _fill(uri, workspace=""):
 
     async def run():
         async with P.open(config) as session:
-            job = MigrationJob("job-fill", "src", "json", "mongodb")
-            job.checkpoints = [MigrationCheckpoint(s.name, None, 0, 0) for s in data]
-            await session.prepare_target([s for s, _ in stores_sorted(data)], job, force=False)
-            for store, records in stores_sorted(data):
-                for batch in split(records, 100):
-                    await session.write_batch(store, batch, job)
+            await write_all(session, data, new_job(data, "job-fill"), batch_size=100)
 
     asyncio.run(run())
     return config, data

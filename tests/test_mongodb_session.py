@@ -10,9 +10,9 @@ import asyncio
 import numpy as np
 import pytest
 from conftest import realdata_workspaces
-from mongo_realdata import by_key, load_records, split, stores_sorted
+from mongo_realdata import by_key, load_records, new_job, write_all
 
-from hybridrag_backends.migration.job import MigrationCheckpoint, MigrationJob
+from hybridrag_backends.migration.job import MigrationJob
 from hybridrag_backends.provider import GRAPH_NAMESPACE, Record, StoreInfo, StoreKind
 from hybridrag_backends_mongodb.provider import MongoProvider
 
@@ -20,21 +20,6 @@ pytestmark = pytest.mark.mongodb
 
 WORKSPACES = realdata_workspaces()
 IDS = [f"{d.name}:{ws or '-'}" for d, ws in WORKSPACES]
-
-
-def _job(stores) -> MigrationJob:
-    job = MigrationJob("job-test", "src", "json", "mongodb", source="src", target="dst")
-    job.checkpoints = [MigrationCheckpoint(s.name, None, 0, 0) for s in stores]
-    return job
-
-
-async def _write_all(session, data, job, batch_size=40) -> None:
-    await session.prepare_target([s for s, _ in stores_sorted(data)], job, force=False)
-    for store, records in stores_sorted(data):
-        for batch in split(records, batch_size):
-            await session.write_batch(store, batch, job)
-        await session.finish_store(store, job)
-    await session.finish_target(job)
 
 
 async def _read_all(session, store, after=None, batch_size=37):
@@ -67,8 +52,8 @@ def test_realdata_round_trip_every_store(mongo_target, working_dir, workspace):
 
     async def run():
         async with MongoProvider().open(_config(mongo_target.uri, target_ws)) as session:
-            job = _job(data)
-            await _write_all(session, data, job)
+            job = new_job(data)
+            await write_all(session, data, job, batch_size=40)
             stores = await session.list_stores()
             assert {s.name for s in stores} == {s.name for s in data}
             for store in stores:
@@ -96,8 +81,8 @@ def test_vectors_stored_as_doubles_equal_to_the_float32_values(mongo_target):
 
     async def run():
         async with MongoProvider().open(_config(mongo_target.uri)) as session:
-            await session.prepare_target([store], _job([store]), force=False)
-            await session.write_batch(store, [record], _job([store]))
+            await session.prepare_target([store], new_job([store]), force=False)
+            await session.write_batch(store, [record], new_job([store]))
             raw = await session.db["entities"].find_one({"_id": "ent-1"})
             assert raw["created_at"] == 1700000000 and "__created_at__" not in raw
             assert all(isinstance(x, float) for x in raw["vector"])
@@ -114,7 +99,7 @@ def test_resume_from_any_position_gives_the_rest_exactly(mongo_target):
 
     async def run():
         async with MongoProvider().open(_config(mongo_target.uri)) as session:
-            await _write_all(session, data, _job(data))
+            await write_all(session, data, new_job(data), batch_size=40)
             for store in await session.list_stores():
                 full, _ = await _read_all(session, store, batch_size=1000)
                 for cut in sorted({0, 1, len(full) // 2, len(full) - 1}):
@@ -134,7 +119,7 @@ def test_rewriting_a_batch_is_idempotent_and_reciprocal_edges_are_one(mongo_targ
 
     async def run():
         async with MongoProvider().open(_config(mongo_target.uri)) as session:
-            job = _job([nodes, edges])
+            job = new_job([nodes, edges])
             await session.prepare_target([nodes, edges], job, force=False)
             for _ in range(2):
                 await session.write_batch(edges, [e1], job)
@@ -179,8 +164,8 @@ def test_target_with_data_is_refused_unless_force_and_force_replaces(mongo_targe
 
     async def run():
         async with MongoProvider().open(_config(mongo_target.uri)) as session:
-            await session.prepare_target([store], _job([store]), force=False)
-            await session.write_batch(store, [old], _job([store]))
+            await session.prepare_target([store], new_job([store]), force=False)
+            await session.write_batch(store, [old], new_job([store]))
             job2 = MigrationJob("job-2", "src", "json", "mongodb")
             from hybridrag_backends.errors import TargetError
 
@@ -204,12 +189,12 @@ def test_an_unstorable_value_names_the_record(mongo_target):
 
     async def run():
         async with MongoProvider().open(_config(mongo_target.uri)) as session:
-            await session.prepare_target([store], _job([store]), force=False)
+            await session.prepare_target([store], new_job([store]), force=False)
             with pytest.raises(TargetError, match=r"doc-big.*cannot be stored"):
-                await session.write_batch(store, [Record(store.name, "doc-ok", {"n": 1}), Record(store.name, "doc-big", {"n": 2**70})], _job([store]))
+                await session.write_batch(store, [Record(store.name, "doc-ok", {"n": 1}), Record(store.name, "doc-big", {"n": 2**70})], new_job([store]))
             huge = Record(store.name, "doc-huge", {"content": "x" * (17 * 1024 * 1024)})
             with pytest.raises(TargetError, match=r"doc-huge.*16 MiB document limit"):
-                await session.write_batch(store, [Record(store.name, "doc-ok", {"n": 1}), huge], _job([store]))
+                await session.write_batch(store, [Record(store.name, "doc-ok", {"n": 1}), huge], new_job([store]))
 
     asyncio.run(run())
 
@@ -222,13 +207,13 @@ def test_a_record_the_server_refuses_is_named(mongo_target):
 
     async def run():
         async with MongoProvider().open(_config(mongo_target.uri)) as session:
-            await session.prepare_target([edges, kv], _job([edges, kv]), force=False)
+            await session.prepare_target([edges, kv], new_job([edges, kv]), force=False)
             with pytest.raises(TargetError, match=r"'A<SEP>B'.*'source' and 'target'"):
-                await session.write_batch(edges, [Record(edges.name, "A<SEP>B", {"source": "A"})], _job([edges]))
+                await session.write_batch(edges, [Record(edges.name, "A<SEP>B", {"source": "A"})], new_job([edges]))
             # a unique index someone added: the server refuses the second record of the batch
             await session.db["full_docs"].create_index([("slug", 1)], unique=True, name="slug_unique")
             batch = [Record(kv.name, "doc-1", {"slug": "s"}), Record(kv.name, "doc-2", {"slug": "s"})]
             with pytest.raises(TargetError, match=r"refused record 'doc-2' of store full_docs.*1 record\(s\) refused"):
-                await session.write_batch(kv, batch, _job([kv]))
+                await session.write_batch(kv, batch, new_job([kv]))
 
     asyncio.run(run())

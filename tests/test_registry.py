@@ -307,6 +307,14 @@ def test_redact_masks_url_passwords_and_keeps_references(pw, scheme):
     assert redact(kept) == kept  # a reference names a variable, it is not a secret
 
 
+def test_redact_masks_a_password_typed_with_a_raw_at_sign():
+    from hybridrag_backends.secrets import redact
+
+    # not valid URLs (the '@' should be %40), which is exactly when they end up in an error message
+    assert redact("bad URI mongodb://admin:p@ss@db.example/x") == "bad URI mongodb://admin:***@db.example/x"
+    assert redact("postgresql://me@corp.com:pw@h:5/x") == "postgresql://me@corp.com:***@h:5/x"
+
+
 def test_env_references_resolve_or_name_the_missing_variable():
     from hybridrag_backends.errors import ConfigError
     from hybridrag_backends.secrets import resolve_env_refs, resolve_uri_refs

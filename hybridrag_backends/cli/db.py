@@ -19,7 +19,7 @@ from ..models import BackendConfig, BackendType, DatabaseEntry, backend_name, co
 from ..plugins import get_manager
 from ..registry import Registry, entry_to_yaml, validate_entry
 from ..secrets import redact, uri_password_to_ref
-from .output import CliGroup, console, emit_json, json_option, load_plugins, workspace_option
+from .output import CliGroup, console, emit_json, json_option, load_plugins, shown, workspace_option
 
 
 @click.group("db", cls=CliGroup)
@@ -163,7 +163,7 @@ def db_register(name: str, path: Path, backend: Optional[str], url: Optional[str
     if as_json:
         emit_json({"registry": str(registry.path), "database": entry_to_yaml(stored), "password_env": env_refs})
         return
-    console.print(f"registered [bold]{name}[/bold] ({backend_name(backend_type)}) in {registry.path}")
+    console.print(f"registered [bold]{shown(name)}[/bold] ({shown(backend_name(backend_type))}) in {shown(registry.path)}")
     for var in env_refs:
         console.print(f"the password is read from ${var} when the database is used: export {var}=...", soft_wrap=True)
 
@@ -178,13 +178,13 @@ def db_list(as_json: bool) -> None:
         emit_json({"registry": str(registry.path), "databases": [entry_to_yaml(e) for e in entries]})
         return
     if not entries:
-        console.print(f"no databases registered in {registry.path}; add one with 'hybridrag-backends db register'")
+        console.print(f"no databases registered in {shown(registry.path)}; add one with 'hybridrag-backends db register'")
         return
-    table = Table(title=str(registry.path))
+    table = Table(title=shown(registry.path))
     for col in ("name", "backend", "path", "location"):
         table.add_column(col)
     for e in entries:
-        table.add_row(e.name, backend_name(e.backend_type), e.path, redact(_location(e)))
+        table.add_row(shown(e.name), shown(backend_name(e.backend_type)), shown(e.path), shown(_location(e)))
     console.print(table)
 
 
@@ -210,7 +210,7 @@ def db_show(name: str, as_json: bool) -> None:
         return
     for key, value in entry_to_yaml(entry).items():
         if isinstance(value, dict):
-            console.print(f"{key}:")
+            console.print(f"{key}:", markup=False)
             for k, v in value.items():
                 console.print(f"  {k}: {redact(v)}", soft_wrap=True, markup=False)
         else:
@@ -228,4 +228,4 @@ def db_remove(name: str, as_json: bool) -> None:
     if as_json:
         emit_json({"registry": str(registry.path), "removed": name})
     else:
-        console.print(f"removed {name} from {registry.path} (its data was not touched)")
+        console.print(f"removed {shown(name)} from {shown(registry.path)} (its data was not touched)")

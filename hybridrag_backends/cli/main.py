@@ -79,7 +79,18 @@ from ..models import human_size
 from ..provider import BackendProvider
 from ..secrets import MASK, redact
 from ..targets import ResolvedTarget, resolve_target
-from .output import CliGroup, console, emit_json, error_line, errors_to_exit, json_option, load_plugins, warn, workspace_option
+from .output import (
+    CliGroup,
+    console,
+    emit_json,
+    error_line,
+    errors_to_exit,
+    json_option,
+    load_plugins,
+    shown,
+    warn,
+    workspace_option,
+)
 
 
 def _target_header(target: str, resolved: ResolvedTarget) -> Dict[str, Any]:
@@ -112,12 +123,13 @@ def plugins_cmd(as_json: bool) -> None:
         targets = sorted({f"{s}://" for b in info.backends for s in manager.providers[b].url_schemes})
         if any(manager.providers[b].claims_path.__func__ is not BackendProvider.claims_path for b in info.backends):
             targets.insert(0, "paths")
-        backends = ", ".join(info.backends) if not info.error else "[red]failed to load[/red]"
-        table.add_row(info.name, info.distribution or "-", info.version or "-", backends or "-", ", ".join(targets) or "-")
+        backends = shown(", ".join(info.backends)) if not info.error else "[red]failed to load[/red]"
+        table.add_row(shown(info.name), shown(info.distribution or "-"), shown(info.version or "-"), backends or "-",
+                      shown(", ".join(targets) or "-"))
     console.print(table)
     for info in infos:
         if info.error:
-            console.print(f"[red]{info.name}:[/red] {redact(info.error)}", soft_wrap=True, markup=True)
+            console.print(f"[red]{shown(info.name)}:[/red] {shown(info.error)}", soft_wrap=True)
 
 
 # -- status / validate / env -------------------------------------------------------
@@ -146,20 +158,20 @@ def status_cmd(target: str, workspace: Optional[str], as_json: bool, verbose: bo
 
 
 def _print_status(target: str, resolved: ResolvedTarget, metrics: Any, notes: List[str], verbose: bool) -> None:
-    console.print(f"[bold]{redact(target)}[/bold]  backend [cyan]{resolved.provider.name}[/cyan]  {redact(resolved.location)}")
+    console.print(f"[bold]{shown(target)}[/bold]  backend [cyan]{shown(resolved.provider.name)}[/cyan]  {shown(resolved.location)}")
     if metrics.store_counts:
         stores = Table(title="stores")
         stores.add_column("store")
         stores.add_column("records", justify="right")
         for store, count in sorted(metrics.store_counts.items()):
-            stores.add_row(store, f"{count:,}")
+            stores.add_row(shown(store), f"{count:,}")
         console.print(stores)
     if metrics.file_sizes:
         files = Table(title="files")
         files.add_column("file")
         files.add_column("size", justify="right")
         for name, size in sorted(metrics.file_sizes.items()):
-            files.add_row(name, human_size(size))
+            files.add_row(shown(name), human_size(size))
         files.add_row("[bold]total[/bold]", f"[bold]{human_size(metrics.total_size_bytes)}[/bold]")
         console.print(files)
     elif metrics.total_size_bytes:
@@ -172,12 +184,12 @@ def _print_status(target: str, resolved: ResolvedTarget, metrics: Any, notes: Li
     latency = f"  latency {metrics.connection_latency_ms:.1f} ms" if metrics.connection_latency_ms is not None else ""
     console.print(f"health [{colour}]{metrics.health}[/{colour}]  connected {metrics.is_connected}{latency}")
     for w in metrics.warnings:
-        console.print(f"[yellow]warning:[/yellow] {redact(w)}", soft_wrap=True)
+        console.print(f"[yellow]warning:[/yellow] {shown(w)}", soft_wrap=True)
     if verbose:
         for key, value in sorted(metrics.details.items()):
-            console.print(f"  {key}: {redact(value)}", soft_wrap=True)
+            console.print(f"  {shown(key)}: {shown(value)}", soft_wrap=True)
         for note in notes:
-            console.print(f"  note: {redact(note)}", soft_wrap=True)
+            console.print(f"  note: {shown(note)}", soft_wrap=True)
 
 
 @click.command("validate")
@@ -195,9 +207,9 @@ def validate_cmd(target: str, workspace: Optional[str], as_json: bool) -> None:
     else:
         for c in checks:
             mark = "[green]ok  [/green]" if c.ok else "[red]FAIL[/red]"
-            line = f"{mark} {c.name}" + (f": {redact(c.detail)}" if c.detail else "")
+            line = f"{mark} {shown(c.name)}" + (f": {shown(c.detail)}" if c.detail else "")
             if not c.ok and c.fix:
-                line += f"  [yellow]fix:[/yellow] {redact(c.fix)}"
+                line += f"  [yellow]fix:[/yellow] {shown(c.fix)}"
             console.print(line, soft_wrap=True)
         console.print("[green]valid[/green]" if ok else "[red]invalid[/red]")
     if not ok:

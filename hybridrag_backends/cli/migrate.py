@@ -23,6 +23,9 @@ flight, which the target drops on resume).
                                         "source_digest", "target_digest", "lossy_fields", "examples"}}} | null,
      "rejects_file": str|null, "elapsed_seconds": float}
 
+``lossy_fields`` maps payload field names to why the target cannot hold them; the key
+``"(null values)"`` stands for every field set to null (a GraphML target has no null).
+
 ``jobs --json``::
 
     {"jobs": [{"job_id", "status", "source", "target", "source_backend", "target_backend",
@@ -55,7 +58,7 @@ from ..migration.verify import StoreVerification
 from ..models import human_size
 from ..secrets import redact
 from ..targets import resolve_target
-from .output import console, emit_json, error_line
+from .output import console, echo_plain, emit_json, error_line, one_line, shown
 
 PLAIN_INTERVAL_S = 2.0  # how often plain (non-terminal) output reports a store's progress
 
@@ -121,7 +124,7 @@ class RichProgress(PlainProgress):
     """A bar per store with rate and ETA (terminal only)."""
 
     def __init__(self, show_plan: bool = True) -> None:
-        super().__init__(lambda line: console.print(line, markup=False), show_plan)
+        super().__init__(echo_plain, show_plan)
         self.bars = Progress(
             TextColumn("{task.description:<28}"),
             BarColumn(),
@@ -216,20 +219,19 @@ def _job_result(job: Optional[MigrationJob]) -> Dict[str, Any]:
 
 def _print_plan(plan: MigrationPlan) -> None:
     """Plain aligned text, never truncated (store names and paths must stay greppable)."""
-    echo = lambda line: console.print(line, markup=False, overflow="ignore", crop=False, soft_wrap=True)  # noqa: E731
-    echo(f"plan: {plan.source} -> {plan.target}")
-    echo(f"  {'store':<32} {'kind':<12} {'records':>10} {'size':>10}  not kept by the target")
+    echo_plain(f"plan: {plan.source} -> {plan.target}")
+    echo_plain(f"  {'store':<32} {'kind':<12} {'records':>10} {'size':>10}  not kept by the target")
     for s in plan.stores:
         lossy = ", ".join(f"{k} ({v})" for k, v in s.lossy_fields.items()) or "-"
         size = human_size(s.bytes) if s.bytes is not None else "-"
         count = "?" if s.count is None else f"{s.count:,}"
-        echo(f"  {s.store.name:<32} {s.store.kind.value:<12} {count:>10} {size:>10}  {lossy}")
+        echo_plain(f"  {s.store.name:<32} {s.store.kind.value:<12} {count:>10} {size:>10}  {lossy}")
         if s.problem:
-            echo(f"    problem: {s.problem}")
+            echo_plain(f"    problem: {s.problem}")
     total = f"{plan.total_records:,} records" + (f", {human_size(plan.total_bytes)}" if plan.total_bytes is not None else "")
-    echo(f"total: {total}")
-    echo(f"absent standard files: {', '.join(plan.absent_standard_files) or 'none'}")
-    echo(f"target: {'empty' if plan.target_empty else 'NOT empty (needs --force)'}")
+    echo_plain(f"total: {total}")
+    echo_plain(f"absent standard files: {', '.join(plan.absent_standard_files) or 'none'}")
+    echo_plain(f"target: {'empty' if plan.target_empty else 'NOT empty (needs --force)'}")
 
 
 def _print_summary(job: MigrationJob, elapsed: float) -> None:
@@ -241,7 +243,7 @@ def _print_summary(job: MigrationJob, elapsed: float) -> None:
         line += f"; verification {'passed' if job.verification.get('ok') else 'FAILED'} ({len(job.verification['stores'])} stores)"
     else:
         line += "; not verified (--no-verify)"
-    console.print(line, markup=False)
+    echo_plain(line)
 
 
 @click.command("migrate")
@@ -272,7 +274,7 @@ def migrate_command(
     elif console.is_terminal:
         listener = RichProgress(show_plan=not dry_run)
     else:
-        listener = PlainProgress(click.echo, show_plan=not dry_run)
+        listener = PlainProgress(lambda line: click.echo(redact(line)), show_plan=not dry_run)
     job: Optional[MigrationJob] = None
     error: Optional[HybridRAGBackendsError] = None
     try:
@@ -304,7 +306,7 @@ def migrate_command(
         plan = listener.plan_seen
         out.update(
             dry_run=dry_run, plan=plan.to_dict() if plan else None, exit_code=exit_code,
-            error=" ".join(redact(error).split()) if error is not None else None, elapsed_seconds=round(elapsed, 3),
+            error=one_line(error) if error is not None else None, elapsed_seconds=round(elapsed, 3),
         )
         emit_json(out)
     elif dry_run and listener.plan_seen is not None:
@@ -336,14 +338,13 @@ def jobs_group(ctx: click.Context, as_json: bool) -> None:
         emit_json({"jobs": [_job_summary(j) for j in jobs]})
         return
     if not jobs:
-        console.print(f"no migration jobs in {jobstore.jobs_dir()}", markup=False)
+        echo_plain(f"no migration jobs in {jobstore.jobs_dir()}")
         return
     # plain lines, never cut: ids are copied into 'jobs show' and '--resume'
-    echo = lambda line: console.print(line, markup=False, overflow="ignore", crop=False, soft_wrap=True)  # noqa: E731
-    echo(f"{'job':<24} {'status':<11} {'records':>17} {'created (UTC)':<19}  from -> to")
+    echo_plain(f"{'job':<24} {'status':<11} {'records':>17} {'created (UTC)':<19}  from -> to")
     for j in jobs:
         records = f"{j.migrated_records:,}/{j.total_records:,}"
-        echo(f"{j.job_id:<24} {j.status.value:<11} {records:>17} {j.created_at.strftime('%Y-%m-%d %H:%M:%S'):<19}  "
+        echo_plain(f"{j.job_id:<24} {j.status.value:<11} {records:>17} {j.created_at.strftime('%Y-%m-%d %H:%M:%S'):<19}  "
              f"{j.source} -> {j.target}")
 
 
@@ -352,34 +353,29 @@ def jobs_group(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def jobs_show(job_id: str, as_json: bool) -> None:
     """Show one job: status, per-store checkpoints, verification, rejects."""
-    try:
-        job = jobstore.load(job_id)
-    except HybridRAGBackendsError as exc:
-        error_line(exc)
-        sys.exit(exc.exit_code)
+    job = jobstore.load(job_id)  # not found / unreadable: one error line from the root group
     rejects_file = jobstore.rejects_path(job_id)
     rejects = jobstore.read_rejects(job_id, limit=20)
     if as_json:
         emit_json({"job": job.to_dict(), "rejects_file": str(rejects_file) if rejects_file.exists() else None,
                    "rejects": rejects})
         return
-    echo = lambda line: console.print(line, markup=False)  # noqa: E731
-    echo(f"job {job.job_id}: {job.status.value}")
-    echo(f"  {job.source} -> {job.target}")
-    echo(f"  records: {job.migrated_records:,}/{job.total_records:,} copied, {job.failed_records} rejected")
+    echo_plain(f"job {job.job_id}: {job.status.value}")
+    echo_plain(f"  {job.source} -> {job.target}")
+    echo_plain(f"  records: {job.migrated_records:,}/{job.total_records:,} copied, {job.failed_records} rejected")
     if job.last_error:
-        echo(f"  last error: {job.last_error}")
+        echo_plain(f"  last error: {job.last_error}")
     table = Table()
     for col in ("store", "copied", "rejected", "total", "done", "verified"):
         table.add_column(col)
     stores = (job.verification or {}).get("stores", {})
     for cp in job.checkpoints:
         v = stores.get(cp.store_name)
-        table.add_row(cp.store_name, f"{cp.migrated_count:,}", str(cp.rejected_count), f"{cp.total_count:,}",
+        table.add_row(shown(cp.store_name), f"{cp.migrated_count:,}", str(cp.rejected_count), f"{cp.total_count:,}",
                       "yes" if cp.done else "no", "-" if v is None else ("ok" if v["ok"] else "MISMATCH"))
     console.print(table)
     for r in rejects:
-        echo(f"  rejected {r['store']} {r['key']!r} at {r.get('location')}: {r['reason']}")
+        echo_plain(f"  rejected {r['store']} {r['key']!r} at {r.get('location')}: {r['reason']}")
 
 
 def add_migrate_commands(cli: click.Group) -> None:

@@ -35,6 +35,7 @@ from typing import Any, Iterator
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import HybridRAGBackendsError
 from ..plugins import BackendManager, PluginLoadWarning, get_manager
@@ -44,15 +45,27 @@ ENV_DEBUG = "HYBRIDRAG_BACKENDS_DEBUG"
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 EXIT_INTERNAL_ERROR = 70
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# emoji=False: a path or name holding ":smile:" is shown as it is
+console = Console(highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 
 def _debug() -> bool:
     return os.environ.get(ENV_DEBUG, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _one_line(text: object) -> str:
+def shown(value: object) -> str:
+    """``value`` redacted and escaped for rich markup: how any name, path or message enters marked-up text."""
+    return escape(redact(value))
+
+
+def echo_plain(line: object) -> None:
+    """One redacted line on stdout as it is: no markup, never cut or wrapped (ids and paths stay greppable)."""
+    console.print(redact(line), markup=False, overflow="ignore", crop=False, soft_wrap=True)
+
+
+def one_line(text: object) -> str:
+    """``text`` redacted, on one line (white space runs folded)."""
     return " ".join(redact(text).split())
 
 
@@ -96,11 +109,11 @@ def emit_json(obj: Any, *, show_secrets: bool = False) -> None:
 
 
 def warn(message: object) -> None:
-    click.echo(f"warning: {_one_line(message)}", err=True)
+    click.echo(f"warning: {one_line(message)}", err=True)
 
 
 def error_line(message: object) -> None:
-    click.echo(f"error: {_one_line(message)}", err=True)
+    click.echo(f"error: {one_line(message)}", err=True)
 
 
 @contextlib.contextmanager

@@ -18,8 +18,10 @@ from typing import Iterable, List, Optional
 import orjson
 from filelock import FileLock, Timeout
 
+from ..durable import write_atomic
 from ..errors import MigrationError, NotFoundError
 from ..provider import RejectedRecord
+from ..registry import hybridrag_home
 from .job import MigrationJob
 
 JOB_FILE = "job.json"
@@ -27,12 +29,8 @@ REJECTS_FILE = "rejects.jsonl"
 LOCK_FILE = "lock"
 
 
-def home() -> Path:
-    return Path(os.environ.get("HYBRIDRAG_HOME") or "~/.hybridrag").expanduser()
-
-
 def jobs_dir() -> Path:
-    return home() / "jobs"
+    return hybridrag_home() / "jobs"
 
 
 def job_dir(job_id: str) -> Path:
@@ -48,26 +46,22 @@ def new_job_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _ready_dir(job_id: str) -> Path:
+    """The job's folder, created; a HYBRIDRAG_HOME that cannot hold it is the user's to fix, not a bug."""
+    directory = job_dir(job_id)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MigrationError(
+            f"cannot create the job folder {directory} ({exc.strerror or exc}); "
+            f"set HYBRIDRAG_HOME to a writable folder"
+        ) from None
+    return directory
 
 
 def save(job: MigrationJob) -> None:
-    directory = job_dir(job.job_id)
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / JOB_FILE
-    tmp = directory / f".{JOB_FILE}.tmp"
-    data = orjson.dumps(job.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(directory)
+    directory = _ready_dir(job.job_id)
+    write_atomic(directory / JOB_FILE, orjson.dumps(job.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 
 
 def load(job_id: str) -> MigrationJob:
@@ -96,8 +90,7 @@ def list_jobs() -> List[MigrationJob]:
 
 def append_rejects(job_id: str, rejected: Iterable[RejectedRecord]) -> int:
     """Append one JSON line per rejected record (fsynced); returns the file's new size."""
-    path = rejects_path(job_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _ready_dir(job_id) / REJECTS_FILE
     with open(path, "ab") as fh:
         for r in rejected:
             line = {"store": r.store, "key": r.key, "reason": r.reason, "location": r.location}
@@ -133,18 +126,8 @@ class JobLock:
     """Held while a process runs a job, so a second process cannot resume it at the same time."""
 
     def __init__(self, job_id: str) -> None:
-        directory = job_dir(job_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._lock = FileLock(str(directory / LOCK_FILE))
+        self._lock = FileLock(str(_ready_dir(job_id) / LOCK_FILE))
         self.job_id = job_id
-
-    def is_held_elsewhere(self) -> bool:
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
-            return True
-        self._lock.release()
-        return False
 
     def __enter__(self) -> "JobLock":
         try:

@@ -5,6 +5,7 @@ the target really gets). Each record's canonical form is
 
     key + NUL + orjson(payload minus the target's lossy fields, sorted keys) + NUL + float32 vector bytes
 
+(for a target that cannot hold null, see ``NULL_VALUED_FIELDS``, minus the null-valued fields too),
 and a store's digest is the sum of ``int(sha256(canonical))`` modulo 2**256,
 which does not depend on record order. Vectors take part as float32 bytes, so
 equal digests mean vectors equal as float32. Records the source rejected are not
@@ -20,7 +21,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import orjson
 
-from ..provider import BackendSession, Record, StoreInfo
+from ..provider import NULL_VALUED_FIELDS, BackendSession, Record, StoreInfo
 
 MOD = 2**256
 EXAMPLE_LIMIT = 5
@@ -29,7 +30,10 @@ EXAMPLE_SCAN_MAX = 500_000
 
 
 def canonical(record: Record, lossy: Dict[str, str]) -> bytes:
-    payload = {k: v for k, v in record.payload.items() if k not in lossy} if lossy else record.payload
+    payload = record.payload
+    if lossy:
+        drop_nulls = NULL_VALUED_FIELDS in lossy
+        payload = {k: v for k, v in payload.items() if k not in lossy and not (drop_nulls and v is None)}
     parts = [record.key.encode("utf-8"), b"\0", orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), b"\0"]
     if record.vector is not None:
         parts.append(np.asarray(record.vector, dtype=np.float32).tobytes())

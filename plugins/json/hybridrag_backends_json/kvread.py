@@ -92,7 +92,7 @@ def json_source_error(path: Path, exc: Exception, reader: RegionReader, after: s
     """
     msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
     size = path.stat().st_size
-    if "premature EOF" in msg or reader.consumed >= size:
+    if "premature EOF" in msg:  # a small file is consumed whole by one read: that alone says nothing
         where = f"at byte {size} (end of file)"
     else:
         where = f"near byte {reader.consumed}"

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import ijson
+
+from hybridrag_backends.errors import HybridRAGBackendsError
 
 from . import graphml
 from .kvread import READ_SIZE, KVFile, _ijson, _is_flat_cache_key, is_cache_namespace
@@ -42,6 +44,16 @@ class FileCount:
     method: str = ""
     warning: Optional[str] = None
     embedding_dim: Optional[int] = None
+
+
+def try_count(path: Path, namespace: str) -> Tuple[Optional[FileCount], Optional[str]]:
+    """(counts, None), or (None, the one-line problem) for a corrupt or unreadable file."""
+    try:
+        return count_file(path, namespace), None
+    except HybridRAGBackendsError as exc:
+        return None, str(exc)
+    except OSError as exc:
+        return None, f"{path}: cannot be read ({exc.strerror or exc}); check its permissions (chmod u+r) and retry"
 
 
 def count_file(path: Path, namespace: Optional[str] = None) -> FileCount:

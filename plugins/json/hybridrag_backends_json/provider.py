@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from hybridrag_backends.errors import NotFoundError
 from hybridrag_backends.models import BackendConfig, BackendType, StorageMetrics
 from hybridrag_backends.provider import BackendProvider, Check
 
 from . import layout
-from .metrics import count_file
+from .metrics import try_count
 from .session import JsonSession
 from .writer import is_our_file
 
@@ -61,7 +63,7 @@ class JsonProvider(BackendProvider):
         )
 
     def describe(self, config: BackendConfig) -> str:
-        where = str(Path(config.working_dir or ".").expanduser().resolve())
+        where = str(_working_dir(config))
         return f"json:{where}" + (f"#{config.workspace}" if config.workspace else "")
 
     def storage_classes(self, config: BackendConfig) -> Dict[str, str]:
@@ -72,7 +74,7 @@ class JsonProvider(BackendProvider):
         # (LightRAG.workspace default) and its server WORKING_DIR and LIGHTRAG_*_STORAGE
         # (lightrag/api/config.py).
         env = {
-            "WORKING_DIR": str(Path(config.working_dir or ".").expanduser().resolve()),
+            "WORKING_DIR": str(_working_dir(config)),
             "WORKSPACE": config.workspace or "",
             "LIGHTRAG_KV_STORAGE": STORAGE_CLASSES["kv_storage"],
             "LIGHTRAG_VECTOR_STORAGE": STORAGE_CLASSES["vector_storage"],
@@ -83,16 +85,16 @@ class JsonProvider(BackendProvider):
 
     def lightrag_kwargs(self, config: BackendConfig) -> Dict[str, Any]:
         kwargs: Dict[str, Any] = dict(STORAGE_CLASSES)
-        kwargs["working_dir"] = str(Path(config.working_dir or ".").expanduser().resolve())
+        kwargs["working_dir"] = str(_working_dir(config))
         kwargs["workspace"] = config.workspace or ""
         return kwargs
 
     def _folder(self, config: BackendConfig) -> Path:
-        return layout.workspace_dir(str(Path(config.working_dir or ".").expanduser()), config.workspace or "")
+        return layout.workspace_dir(str(_working_dir(config)), config.workspace or "")
 
     async def validate(self, config: BackendConfig) -> List[Check]:
         checks: List[Check] = []
-        wd = Path(config.working_dir or ".").expanduser()
+        wd = _working_dir(config)
         ws = config.workspace or ""
         exists = wd.is_dir()
         checks.append(Check(
@@ -111,29 +113,33 @@ class JsonProvider(BackendProvider):
             "LightRAG files", bool(files), f"{len(files)} files in {folder}",
             "" if files else f"no kv_store_*.json / vdb_*.json / graph_*.graphml in {folder}; workspaces with files: {hint}",
         ))
-        if files:
-            unreadable = [sf.name for sf in files if not os.access(sf.path, os.R_OK)]
-            checks.append(Check(
-                "files readable", not unreadable, ", ".join(unreadable) or f"all {len(files)}",
-                f"give the current user read permission (chmod u+r) on: {', '.join(unreadable)}" if unreadable else "",
-            ))
+        if not files:
+            return checks
+        unreadable = [sf.name for sf in files if not os.access(sf.path, os.R_OK)]
+        checks.append(Check(
+            "files readable", not unreadable, ", ".join(unreadable) or f"all {len(files)}",
+            f"give the current user read permission (chmod u+r) on: {', '.join(unreadable)}" if unreadable else "",
+        ))
+        # the same bounded-memory structural scan status uses: a corrupt file fails here too
+        readable = [sf for sf in files if sf.name not in unreadable]
+        problems = await asyncio.to_thread(_file_problems, readable)
+        checks.append(Check(
+            "files well-formed", not problems, "; ".join(problems) or f"all {len(readable)}",
+            "restore the file(s) named above from a backup, or move them out of the working dir" if problems else "",
+        ))
         return checks
 
     def migrate_command(self, config: BackendConfig) -> str:
-        parts = ["hybridrag-backends", "migrate", "--from", str(Path(config.working_dir or ".").expanduser().resolve())]
+        parts = ["hybridrag-backends", "migrate", "--from", str(_working_dir(config))]
         if config.workspace:
             parts += ["--workspace", config.workspace]
         parts += ["--to", "postgresql://USER@HOST:5432/DB"]
         return shlex.join(parts)
 
     async def metrics(self, config: BackendConfig) -> StorageMetrics:
-        import asyncio
-
         return await asyncio.to_thread(self._metrics, config)
 
     def _metrics(self, config: BackendConfig) -> StorageMetrics:
-        from hybridrag_backends.errors import HybridRAGBackendsError, NotFoundError
-
         folder = self._folder(config)
         if not folder.is_dir():
             raise NotFoundError(f"{folder} does not exist; give a LightRAG working dir (and --workspace if it uses one)")
@@ -144,10 +150,9 @@ class JsonProvider(BackendProvider):
             size = sf.path.stat().st_size
             m.file_sizes[sf.name] = size
             m.total_size_bytes += size
-            try:
-                counted = count_file(sf.path, sf.namespace)
-            except HybridRAGBackendsError as exc:
-                m.warnings.append(str(exc))
+            counted, problem = try_count(sf.path, sf.namespace)
+            if counted is None:
+                m.warnings.append(problem)
                 methods[sf.name] = "unreadable"
                 health = "degraded"
                 continue
@@ -165,18 +170,31 @@ class JsonProvider(BackendProvider):
         m.doc_count = _first(m.store_counts, _DOC_SOURCES)
         m.health = health
         m.details = {
-            "working_dir": str(Path(config.working_dir or ".").expanduser().resolve()),
+            "working_dir": str(_working_dir(config)),
             "workspace": config.workspace or "",
             "count_methods": methods,
             "other_files": [p.name for p in layout.other_files(folder) if not p.name.startswith(".")],
             "absent_standard_files": [n for n in layout.standard_file_names() if n not in m.file_sizes],
-            "workspaces": layout.workspaces_with_files(Path(config.working_dir or ".").expanduser()),
+            "workspaces": layout.workspaces_with_files(_working_dir(config)),
         }
         m.check_migration_warnings(config.file_size_warning_mb, config.total_size_warning_mb, self.migrate_command(config))
         return m
 
     def open(self, config: BackendConfig) -> JsonSession:
-        return JsonSession(str(Path(config.working_dir or ".").expanduser().resolve()), config.workspace or "")
+        return JsonSession(str(_working_dir(config)), config.workspace or "")
+
+
+def _working_dir(config: BackendConfig) -> Path:
+    return Path(config.working_dir or ".").expanduser().resolve()
+
+
+def _file_problems(files: List[layout.StoreFile]) -> List[str]:
+    problems = []
+    for sf in files:
+        _, problem = try_count(sf.path, sf.namespace)
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 def _first(counts: Dict[str, int], names: tuple) -> int:
@@ -184,6 +202,3 @@ def _first(counts: Dict[str, int], names: tuple) -> int:
         if name in counts:
             return counts[name]
     return 0
-
-
-

@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
 from hybridrag_backends.errors import SourceError, TargetError
 from hybridrag_backends.provider import (
+    NULL_VALUED_FIELDS,
     BackendSession,
     ReadBatch,
     Record,
@@ -29,7 +30,7 @@ from hybridrag_backends.provider import (
 
 from . import graphml, layout
 from .kvread import KVFile, Rejected
-from .metrics import count_file
+from .metrics import FileCount, count_file
 from .nanovdb import VDBFile
 from .writer import DONE_SUFFIX, GraphWriter, StoreWriter, lightrag_files, our_files, writer_for
 
@@ -43,6 +44,7 @@ class JsonSession(BackendSession):
         self._stores: List[StoreInfo] = []
         self._force = False
         self.notes: Dict[str, Dict[str, Any]] = {}  # store name -> what normalisation did (last read)
+        self._counts: Dict[Tuple[Path, int, int], FileCount] = {}
 
     # -- reading -----------------------------------------------------------------
 
@@ -72,12 +74,16 @@ class JsonSession(BackendSession):
         return self._path(store).stat().st_size
 
     def fingerprint(self) -> Dict[str, Any]:
-        return {
-            sf.name: [sf.path.stat().st_size, sf.path.stat().st_mtime_ns] for sf in layout.store_files(self.folder)
-        }
+        stats = {sf.name: sf.path.stat() for sf in layout.store_files(self.folder)}
+        return {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()}
 
     async def count(self, store: StoreInfo) -> int:
-        counted = await asyncio.to_thread(count_file, self._path(store), store.namespace)
+        path = self._path(store)
+        stat = path.stat()
+        key = (path, stat.st_size, stat.st_mtime_ns)  # one scan serves both graph stores of a file
+        if key not in self._counts:
+            self._counts[key] = await asyncio.to_thread(count_file, path, store.namespace)
+        counted = self._counts[key]
         if store.kind is StoreKind.GRAPH_EDGES:
             return counted.edges
         return counted.records
@@ -121,6 +127,11 @@ class JsonSession(BackendSession):
                     yield RejectedRecord(name, None, "graph node without an id", f"{path}", str(index))
                     continue
                 yield Record(name, key, payload, cursor=str(index))
+
+    def lossy_fields(self, store: StoreInfo) -> Dict[str, str]:
+        if store.kind in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES):
+            return {NULL_VALUED_FIELDS: "GraphML has no null; attributes set to null are left out"}
+        return {}
 
     # -- writing -----------------------------------------------------------------
 

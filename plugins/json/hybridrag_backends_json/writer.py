@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import orjson
 
+from hybridrag_backends.durable import fsync_dir
 from hybridrag_backends.errors import TargetError
 from hybridrag_backends.provider import Record, StoreInfo, StoreKind
 
@@ -66,14 +67,6 @@ def compact_json(value: Any) -> bytes:
 def packed_vector(row: np.ndarray) -> str:
     """LightRAG 1.5.7's per-record ``vector``: base64(zlib(float16))."""
     return base64.b64encode(zlib.compress(row.astype(np.float16).tobytes())).decode("ascii")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class StoreWriter:
@@ -123,7 +116,7 @@ class StoreWriter:
             os.fsync(f.fileno())
             self.offsets[name] = f.tell()
         if created:  # the new name must survive a power cut too, not just the bytes
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
 
     def write(self, records: List[Record]) -> None:
         raise NotImplementedError
@@ -148,14 +141,18 @@ class StoreWriter:
         with open(partial, "r+b" if partial.exists() else "wb") as out:
             out.seek(0, 2)
             self.complete(out)
-            out.flush()
-            os.fsync(out.fileno())
-        self.marker.write_text(self.job_id)
-        os.replace(partial, self.final)
-        _fsync_dir(self.folder)
+            self._move_into_place(out)
         for name, path in self.files().items():
             if name != "data":
                 path.unlink(missing_ok=True)
+
+    def _move_into_place(self, out) -> None:  # noqa: ANN001 - the finished partial file, still open
+        """fsync the finished file, mark this job as having replaced it, and give it its LightRAG name."""
+        out.flush()
+        os.fsync(out.fileno())
+        self.marker.write_text(self.job_id)
+        os.replace(out.name, self.final)
+        fsync_dir(self.folder)
 
 
 class KVWriter(StoreWriter):
@@ -265,11 +262,7 @@ class GraphWriter(StoreWriter):
         partial = self.hidden(PARTIAL_SUFFIX)
         with open(partial, "wb") as out:
             graphml.assemble(out, keys, bodies)
-            out.flush()
-            os.fsync(out.fileno())
-        self.marker.write_text(self.job_id)
-        os.replace(partial, self.final)
-        _fsync_dir(self.folder)
+            self._move_into_place(out)
         for w in (nodes, edges):
             if w is not None:
                 w.files()["body"].unlink(missing_ok=True)

@@ -60,7 +60,7 @@ async def collect(session: MongoSession) -> StorageMetrics:
     collections: Dict[str, Dict[str, int]] = {}
     for store in stores:
         name = layout.store_collection(session.workspace, store)
-        count = await session.count(store)
+        count = await session.db[name].estimated_document_count()  # metadata: O(1), not a collection scan
         metrics.store_counts[store.name] = count
         sizes = await coll_stats(session.db[name])
         collections[name] = {**sizes, "count": count}

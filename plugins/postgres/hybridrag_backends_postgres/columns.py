@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
 
@@ -48,7 +48,9 @@ class Column:
         if k == "json":
             return orjson.dumps(value).decode()
         if k == "epoch":
-            if not _is_int(value) or not 0 <= value < 2**37:
+            # floats (some NanoVectorDB files) are kept too; LightRAG's TIMESTAMP(0) columns round them
+            # to the second, and the overlay keeps the exact float for PostgreSQL -> JSON
+            if not (_is_int(value) or isinstance(value, float)) or not 0 <= value < 2**37:
                 return None
             return dt.datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
         if k == "iso":

@@ -25,6 +25,12 @@ def _entity(alias: str) -> str:
     return ENTITY.format(alias=alias)
 
 
+async def _index_lookups(conn: asyncpg.Connection) -> None:
+    # The stage table has no statistics, so the planner hashes the whole vertex table (computing
+    # entity_id for every vertex) per batch; index lookups on entity_idx_node_id are ~4x faster.
+    await conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+
+
 def node_rows(records: List[Record]) -> Tuple[List[tuple], List[tuple]]:
     """(stage rows (key_ag, props), overlay rows (key, overlay json)). ``entity_id`` must equal the key
     (LightRAG looks nodes up by it); a source that differs keeps its own value in the overlay."""
@@ -62,6 +68,7 @@ async def ensure_stages(conn: asyncpg.Connection) -> None:
 
 async def upsert_nodes(conn: asyncpg.Connection, graph: str, rows: List[tuple]) -> None:
     g = quote_ident(graph)
+    await _index_lookups(conn)
     await conn.copy_records_to_table("hrb_stage_nodes", records=rows, columns=["key_ag", "props"])
     await conn.execute(
         f"UPDATE {g}.base b SET properties = s.props::agtype FROM hrb_stage_nodes s "
@@ -76,6 +83,7 @@ async def upsert_nodes(conn: asyncpg.Connection, graph: str, rows: List[tuple]) 
 async def upsert_edges(conn: asyncpg.Connection, graph: str, rows: List[tuple]) -> None:
     """Replace the edges between each pair (LightRAG's graph is undirected: either direction)."""
     g = quote_ident(graph)
+    await _index_lookups(conn)
     await conn.copy_records_to_table("hrb_stage_edges", records=rows, columns=["src_ag", "tgt_ag", "props"])
     ends = (
         f"FROM hrb_stage_edges s JOIN {g}.base a ON {_entity('a')} = s.src_ag::agtype "
@@ -106,7 +114,7 @@ async def read_nodes(conn: asyncpg.Connection, graph: str, after: Optional[str],
     where = "WHERE id > $1::text::graphid" if after is not None else ""
     args = [after] if after is not None else []
     rows = await conn.fetch(
-        f"SELECT id::text AS gid, properties::text AS props FROM {g}.base {where} ORDER BY id LIMIT {int(limit)}", *args
+        f"SELECT id::text AS gid, agtype_out(properties)::text AS props FROM {g}.base {where} ORDER BY id LIMIT {int(limit)}", *args
     )
     return [(r["gid"], orjson.loads(r["props"])) for r in rows]
 
@@ -116,7 +124,7 @@ async def read_edges(conn: asyncpg.Connection, graph: str, after: Optional[str],
     where = "WHERE e.id > $1::text::graphid" if after is not None else ""
     args = [after] if after is not None else []
     rows = await conn.fetch(
-        f"SELECT e.id::text AS gid, e.properties::text AS props, a.properties::text AS ap, b.properties::text AS bp "
+        f"SELECT e.id::text AS gid, agtype_out(e.properties)::text AS props, agtype_out(a.properties)::text AS ap, agtype_out(b.properties)::text AS bp "
         f'FROM {g}."DIRECTED" e JOIN {g}.base a ON a.id = e.start_id JOIN {g}.base b ON b.id = e.end_id '
         f"{where} ORDER BY e.id LIMIT {int(limit)}",
         *args,
@@ -128,6 +136,8 @@ async def read_edges(conn: asyncpg.Connection, graph: str, after: Optional[str],
 
 
 async def graph_exists(conn: asyncpg.Connection, graph: str) -> bool:
+    if not await conn.fetchval("SELECT to_regclass('ag_catalog.ag_graph') IS NOT NULL"):
+        return False  # AGE not created in this database: no graph
     return bool(await conn.fetchval("SELECT 1 FROM ag_catalog.ag_graph WHERE name = $1", graph))
 
 

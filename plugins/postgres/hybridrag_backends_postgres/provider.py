@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 from urllib.parse import parse_qs, urlsplit
 
-from hybridrag_backends.models import BackendConfig, BackendType, StorageMetrics
+from hybridrag_backends.models import BackendConfig, StorageMetrics
 from hybridrag_backends.provider import BackendProvider, BackendSession, Check
 from hybridrag_backends.secrets import resolve_env_refs, strip_password
 
@@ -122,6 +122,3 @@ class PostgresProvider(BackendProvider):
 
     def status_notes(self, config: BackendConfig) -> List[str]:
         return ["server requirements: PostgreSQL 14+, pgvector >= 0.5, Apache AGE < 1.8 (age in shared_preload_libraries)"]
-
-
-__all__ = ["PostgresProvider", "BackendType"]

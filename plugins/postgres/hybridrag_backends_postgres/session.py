@@ -39,6 +39,7 @@ RETRYABLE = (
     asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError, ConnectionError, OSError, ConnectionFailure,
 )
+PGVECTOR_INDEX_MAX_DIM = 2000
 MEM_RE = re.compile(r"^\d+\s*(kB|MB|GB)$")
 
 
@@ -140,8 +141,12 @@ class PostgresSession(BackendSession):
 
     def _table(self, store: StoreInfo) -> str:
         if store.kind is StoreKind.VECTOR:
+            dim = store.embedding_dim or self.config.embedding_dim
+            if store.namespace not in self.vector_tables and self.config.embedding_model and dim:
+                self.vector_tables[store.namespace] = naming.vector_table(store.namespace, self.config.embedding_model, dim)
             if store.namespace not in self.vector_tables:
-                raise SourceError(f"no vector table known for {store.namespace}; call list_stores() first")
+                raise SourceError(
+                    f"no vector table known for {store.namespace}; add ?embedding_model=NAME&embedding_dim=N to the URL")
             return self.vector_tables[store.namespace]
         return cols.table_for(store.namespace) or naming.EXTRA_KV_TABLE
 
@@ -231,7 +236,15 @@ class PostgresSession(BackendSession):
             return False
         return not await age.count(self.conn, self.graph, "base")
 
+    async def _require_extensions(self) -> None:
+        from .health import validate
+
+        failed = [c for c in await validate(self.config) if not c.ok]
+        if failed:
+            raise TargetError("; ".join(f"{c.detail} (fix: {c.fix})" for c in failed))
+
     async def prepare_target(self, stores: List[StoreInfo], job: MigrationJob, *, force: bool) -> None:
+        await self._require_extensions()
         await self._lock_workspace()
         await ownschema.ensure(self.conn)
         vectors: Dict[str, int] = {}
@@ -280,10 +293,17 @@ class PostgresSession(BackendSession):
         # Maintaining HNSW row by row is ~100x slower than building it once after the load.
         await self.conn.execute(f"DROP INDEX IF EXISTS {self._index_name(table)}")
 
-    async def _build_vector_index(self, table: str) -> None:
+    async def _build_vector_index(self, table: str, dim: int, job: MigrationJob) -> None:
         extra = self.config.extra_options or {}
         if str(extra.get("defer_index", "")).lower() in ("1", "true", "yes"):
             return  # LightRAG creates it on its next initialize()
+        if dim > PGVECTOR_INDEX_MAX_DIM:
+            # pgvector indexes `vector` columns up to 2000 dimensions; LightRAG logs the same failure and
+            # goes on with exact (sequential) search, so the table is left without an index too.
+            job.options.setdefault("notes", []).append(
+                f"{table}: no {self.config.vector_index_type} index ({dim} dimensions > {PGVECTOR_INDEX_MAX_DIM}); "
+                f"LightRAG searches it exactly")
+            return
         mem = str(extra.get("maintenance_work_mem", "512MB"))
         if not MEM_RE.match(mem):
             raise TargetError(f"maintenance_work_mem={mem!r} is not a size like 512MB or 1GB")
@@ -298,6 +318,9 @@ class PostgresSession(BackendSession):
             await self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING {method}")
 
     async def write_batch(self, store: StoreInfo, records: List[Record], job: MigrationJob) -> None:
+        # A key twice in one batch (a JSON object with a duplicate key): the last one wins, as in
+        # LightRAG's json.load; ON CONFLICT cannot touch a row twice in one statement.
+        records = list({r.key: r for r in records}.values())
         delay = self.retry_backoff
         for attempt in range(self.retry_attempts + 1):
             try:
@@ -398,7 +421,8 @@ class PostgresSession(BackendSession):
 
     async def finish_store(self, store: StoreInfo, job: MigrationJob) -> None:
         if store.kind is StoreKind.VECTOR:
-            await self._build_vector_index(self.vector_tables[store.namespace])
+            dim = store.embedding_dim or self.config.embedding_dim or 0
+            await self._build_vector_index(self.vector_tables[store.namespace], dim, job)
             await self.conn.execute(f"ANALYZE {self.vector_tables[store.namespace]}")
 
     async def finish_target(self, job: MigrationJob) -> None:

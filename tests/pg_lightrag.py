@@ -1,0 +1,75 @@
+"""Open a workspace with LightRAG 1.5.7's own PG storage classes (test helper, not a fixture)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Dict, Iterator
+
+import numpy as np
+
+from hybridrag_backends.models import BackendConfig
+
+
+@contextlib.contextmanager
+def lightrag_env(config: BackendConfig) -> Iterator[None]:
+    from hybridrag_backends_postgres.provider import PostgresProvider
+
+    env = PostgresProvider().env_vars(config)
+    env["POSTGRES_MAX_CONNECTIONS"] = "4"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def lookup_embedding(dim: int, model: str, table: Dict[str, np.ndarray] | None = None):
+    """An EmbeddingFunc that looks texts up (query vectors), so no model runs."""
+    from lightrag.utils import EmbeddingFunc
+
+    table = table if table is not None else {}
+
+    async def embed(texts, **_):
+        return np.stack([table.get(t, np.zeros(dim, dtype=np.float32)) for t in texts]).astype(np.float32)
+
+    return EmbeddingFunc(embedding_dim=dim, func=embed, model_name=model), table
+
+
+async def open_storages(config: BackendConfig, model: str, dims: Dict[str, int]) -> dict:
+    from lightrag.kg import postgres_impl as pg
+    from lightrag.kg.shared_storage import initialize_share_data
+
+    with contextlib.suppress(Exception):
+        initialize_share_data()
+    ws = config.postgres_workspace
+    gc = {"embedding_batch_num": 32, "vector_db_storage_cls_kwargs": {"cosine_better_than_threshold": -1.0},
+          "vector_storage": "PGVectorStorage", "working_dir": os.getcwd()}
+    d0 = next(iter(dims.values()), 8)
+    ef0, _ = lookup_embedding(d0, model)
+    out: dict = {}
+    from hybridrag_backends.provider import STANDARD_KV_NAMESPACES
+
+    for ns in STANDARD_KV_NAMESPACES:
+        out[ns] = pg.PGKVStorage(namespace=ns, workspace=ws, global_config=gc, embedding_func=ef0)
+    out["doc_status"] = pg.PGDocStatusStorage(namespace="doc_status", workspace=ws, global_config=gc, embedding_func=ef0)
+    for ns, dim in dims.items():
+        ef, table = lookup_embedding(dim, model)
+        s = pg.PGVectorStorage(namespace=ns, workspace=ws, global_config=gc, embedding_func=ef, meta_fields=set())
+        s.lookup = table
+        out[ns] = s
+    out["graph"] = pg.PGGraphStorage(namespace="chunk_entity_relation", workspace=ws, global_config=gc, embedding_func=ef0)
+    for s in out.values():
+        await s.initialize()
+    return out
+
+
+async def close_storages(storages: dict) -> None:
+    for s in storages.values():
+        with contextlib.suppress(Exception):
+            await s.finalize()

@@ -1,0 +1,201 @@
+"""PostgreSQL provider: config, env, validate, metrics, isolation, injection, locking, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from conftest import REALDATA
+
+from hybridrag_backends.errors import ConfigError, TargetError
+from hybridrag_backends.migration.engine import migrate
+from hybridrag_backends.migration.job import MigrationJob
+from hybridrag_backends.plugins import get_provider
+from hybridrag_backends.provider import StoreKind
+from hybridrag_backends.targets import resolve_target
+
+pytestmark = pytest.mark.postgres
+MODEL = "test-embed"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_config_env_and_describe_hold_no_password():
+    p = get_provider("postgres")
+    cfg = p.config_from_target(
+        "postgresql://al%40ice:p%40ss%3Aw0rd@db.example:6543/kb?sslmode=require&embedding_model=text-embedding-3-small"
+        "&embedding_dim=1536&vector_index_type=ivfflat&maintenance_work_mem=1GB", workspace="proj")
+    assert (cfg.postgres_user, cfg.postgres_password, cfg.postgres_port) == ("al@ice", "p@ss:w0rd", 6543)
+    assert cfg.embedding_model == "text-embedding-3-small" and cfg.embedding_dim == 1536
+    assert cfg.extra_options == {"maintenance_work_mem": "1GB"}
+    assert "w0rd" not in p.describe(cfg) and "w0rd" not in cfg.connection_string
+    assert p.describe(cfg) == "postgres://al@ice@db.example:6543/kb#proj"
+    env = p.env_vars(cfg)
+    assert env["POSTGRES_PASSWORD"] == "p@ss:w0rd" and env["POSTGRES_WORKSPACE"] == "proj"
+    assert env["POSTGRES_SSL_MODE"] == "require" and env["POSTGRES_VECTOR_INDEX_TYPE"] == "IVFFLAT"
+    assert env["POSTGRES_HNSW_M"] == "16" and env["POSTGRES_MAX_CONNECTIONS"] == "10"
+    assert p.secret_env_vars() == ("POSTGRES_PASSWORD",)
+    assert p.storage_classes(cfg)["graph_storage"] == "PGGraphStorage"
+    assert p.config_from_target("postgres://u@h/db").postgres_workspace == "default"
+
+
+def test_workspace_injection_is_rejected():
+    with pytest.raises(ConfigError, match="postgres_workspace"):
+        resolve_target("postgresql://u:p@127.0.0.1/db", workspace="a'; DROP TABLE x; --")
+
+
+def test_validate_and_metrics_on_live_server(pg_url):
+    p = get_provider("postgres")
+    cfg = p.config_from_target(pg_url)
+    checks = asyncio.run(p.validate(cfg))
+    assert all(c.ok for c in checks), checks
+    assert {c.name for c in checks} >= {"connect", "extension vector", "extension age", "privileges"}
+    m = asyncio.run(p.metrics(cfg))
+    assert m.is_connected and m.health == "healthy" and m.details["extensions"]["age"]
+
+
+def test_unreachable_server_gives_fix_and_no_password():
+    p = get_provider("postgres")
+    cfg = p.config_from_target("postgresql://u:s3cretpw@127.0.0.1:1/db")
+    checks = asyncio.run(p.validate(cfg))
+    assert not checks[0].ok and "pg-sandbox" in checks[0].detail and "s3cretpw" not in checks[0].detail
+    m = asyncio.run(p.metrics(cfg))
+    assert not m.is_connected and m.health == "error" and "s3cretpw" not in str(m.warnings)
+
+
+def test_missing_extension_reported_with_fix(pg_url):
+    name = f"hrb_noext_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql, url=pg_url):
+        c = await asyncpg.connect(url)
+        try:
+            await c.execute(sql)
+        finally:
+            await c.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name} TEMPLATE template0"))
+    try:
+        url = pg_url.rsplit("/", 1)[0] + "/" + name
+        checks = {c.name: c for c in asyncio.run(get_provider("postgres").validate(get_provider("postgres").config_from_target(url)))}
+        assert not checks["extension vector"].ok and "CREATE EXTENSION vector" in checks["extension vector"].fix
+        assert not checks["extension age"].ok
+    finally:
+        asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+def _migrate(src_dir: Path, url: str, ws: str, **kw):
+    src = resolve_target(str(src_dir))
+    dst = resolve_target(f"{url}?embedding_model={MODEL}", workspace=ws)
+    return asyncio.run(migrate(src, dst, batch_size=200, **kw)), src, dst
+
+
+def test_two_workspaces_stay_isolated_and_metrics_count_them(pg_module_db):
+    a, b = f"a_{uuid.uuid4().hex[:8]}", f"b_{uuid.uuid4().hex[:8]}"
+    ra, src_a, dst_a = _migrate(REALDATA / "macking3__lucaOS__rag_storage", pg_module_db, a)
+    rb, src_b, dst_b = _migrate(REALDATA / "ryvin__MultiFileRAG__rag_storage", pg_module_db, b)
+    assert ra.job.verification["ok"] and rb.job.verification["ok"]
+
+    async def counts(t):
+        async with t.provider.open(t.config) as s:
+            return {st.name: await s.count(st) for st in await s.list_stores()}
+
+    ca, cb = asyncio.run(counts(dst_a)), asyncio.run(counts(dst_b))
+    sa, sb = asyncio.run(counts(src_a)), asyncio.run(counts(src_b))
+    assert ca == sa and cb == sb and ca != cb
+    m = asyncio.run(dst_a.provider.metrics(dst_a.config))
+    assert m.store_counts["chunk_entity_relation.nodes"] == sa["chunk_entity_relation.nodes"]
+    assert m.store_counts["text_chunks"] == sa["text_chunks"] and m.health == "healthy"
+    assert m.details["vector_tables"] and m.connection_latency_ms is not None
+    # a second migration into a non-empty workspace is refused without --force, allowed with it
+    with pytest.raises(TargetError, match="already holds data"):
+        _migrate(REALDATA / "macking3__lucaOS__rag_storage", pg_module_db, a)
+    again, _, _ = _migrate(REALDATA / "ryvin__MultiFileRAG__rag_storage", pg_module_db, a, force=True)
+    assert again.job.verification["ok"] and asyncio.run(counts(dst_a)) == sb
+
+
+def test_concurrent_migration_into_same_workspace_is_refused(pg_module_db):
+    ws = f"lock_{uuid.uuid4().hex[:8]}"
+    t = resolve_target(f"{pg_module_db}?embedding_model={MODEL}", workspace=ws)
+    job = MigrationJob(job_id="j1", database_name="x", source_backend="json", target_backend="postgres")
+
+    async def run():
+        async with t.provider.open(t.config) as first, t.provider.open(t.config) as second:
+            await first.prepare_target([], job, force=False)
+            with pytest.raises(TargetError, match="another migration is writing into workspace"):
+                await second.prepare_target([], job, force=False)
+        async with t.provider.open(t.config) as third:  # released when the first session closed
+            await third.prepare_target([], job, force=False)
+
+    asyncio.run(run())
+
+
+def test_cli_migration_shows_no_password_anywhere(pg_module_db, tmp_path, _isolated_home):
+    password = urlsplit(pg_module_db).password
+    ws = f"cli_{uuid.uuid4().hex[:8]}"
+    cmd = [sys.executable, "-m", "hybridrag_backends", "migrate", "--from",
+           str(REALDATA / "macking3__lucaOS__rag_storage"), "--to", f"{pg_module_db}?embedding_model={MODEL}",
+           "--target-workspace", ws, "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert password not in out.stdout and password not in out.stderr
+    for f in Path(_isolated_home).rglob("*"):
+        if f.is_file():
+            assert password not in f.read_text(errors="replace"), f
+
+    async def job_rows():
+        c = await asyncpg.connect(pg_module_db)
+        try:
+            return [str(dict(r)) for r in await c.fetch("SELECT * FROM hybridrag_migration_jobs")]
+        finally:
+            await c.close()
+
+    rows = asyncio.run(job_rows())
+    assert rows and all(password not in r for r in rows)
+    assert any('"status": "completed"' in r or "'completed'" in r for r in rows)
+
+
+def test_target_without_extensions_is_refused_with_fix(pg_url):
+    name = f"hrb_noext_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql):
+        c = await asyncpg.connect(pg_url)
+        try:
+            await c.execute(sql)
+        finally:
+            await c.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name} TEMPLATE template0"))
+    try:
+        url = pg_url.rsplit("/", 1)[0] + "/" + name
+        with pytest.raises(TargetError, match="CREATE EXTENSION vector"):
+            _migrate(REALDATA / "macking3__lucaOS__rag_storage", url, "noext")
+    finally:
+        asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+def test_duplicate_key_in_a_batch_last_wins(pg_module_db):
+    from hybridrag_backends.migration.job import MigrationCheckpoint
+    from hybridrag_backends.provider import Record, StoreInfo
+
+    ws = f"dup_{uuid.uuid4().hex[:8]}"
+    t = resolve_target(f"{pg_module_db}?embedding_model={MODEL}", workspace=ws)
+    store = StoreInfo("full_entities", StoreKind.KV)
+    job = MigrationJob(job_id=f"job-{ws}", database_name="x", source_backend="json", target_backend="postgres")
+    job.checkpoints = [MigrationCheckpoint(store.name, None, 0, 2)]
+
+    async def run():
+        async with t.provider.open(t.config) as s:
+            await s.prepare_target([store], job, force=False)
+            await s.write_batch(store, [Record(store.name, "k", {"entity_names": ["a"], "count": 1}),
+                                        Record(store.name, "k", {"entity_names": ["b"], "count": 1})], job)
+            got = [r async for b in s.read(store) for r in b.records]
+            assert [(r.key, r.payload["entity_names"]) for r in got] == [("k", ["b"])]
+
+    asyncio.run(run())
