@@ -19,9 +19,16 @@ from hybridrag_backends.devtools.layout import Layout
 SMALL = GenerateSpec(docs=3, chunks_per_doc=2, entities=12, relations=20, dim=8, seed=7)
 
 
+def _unique_pairs(pairs):
+    keys = [k for k, _ in pairs]
+    assert len(keys) == len(set(keys)), f"duplicate keys: {sorted(k for k in keys if keys.count(k) > 1)[:5]}"
+    return dict(pairs)
+
+
 def _load(directory: Path, name: str):
+    """json.load that fails on a key written twice (a database keeps one per key)."""
     with open(directory / name, encoding="utf-8") as handle:
-        return json.load(handle)
+        return json.load(handle, object_pairs_hook=_unique_pairs)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +82,8 @@ def test_cross_references_agree(small_kb: Path) -> None:
     for key, chunk in chunks.items():
         assert key.startswith(chunk["full_doc_id"] + "-chunk-")
         assert chunk["content"] in docs[chunk["full_doc_id"]]["content"]
-        assert all(k in cache and cache[k]["chunk_id"] == key for k in chunk["llm_cache_list"])
+        # chunks with the same text share one cache entry, as in LightRAG (the key is the prompt's md5)
+        assert all(k in cache and chunk["content"] in cache[k]["original_prompt"] for k in chunk["llm_cache_list"])
     assert all(key.split(":")[0] in ("default", "mix") and len(key.split(":")) == 3 for key in cache)
     for doc_id, row in status.items():
         assert row["chunks_list"] == [k for k, c in chunks.items() if c["full_doc_id"] == doc_id]

@@ -149,11 +149,17 @@ class KnowledgeBase:
             }
 
     def llm_response_cache(self) -> Iterator[Tuple[str, Dict[str, Any]]]:
+        # Two chunks can draw the same passage; LightRAG then shares one cache entry (the key is
+        # the prompt's md5), and a JSON object cannot hold a key twice, so repeats are skipped.
+        seen: set = set()
         for d in range(self.layout.docs):
             t = self.doc_time(d)
             for c in self.layout.doc_chunks(d):
                 prompt = self._extract_prompt(self.chunk_content(c))
                 key = "default:extract:" + md5(prompt)
+                if key in seen:
+                    continue
+                seen.add(key)
                 yield key, {"return": self._extract_return(c), "cache_type": "extract",
                             "chunk_id": self.chunk_id(c), "original_prompt": prompt, "queryparam": None,
                             "create_time": t + 10, "update_time": t + 10, "_id": key}
