@@ -13,20 +13,13 @@ from hybridrag_backends.models import BackendConfig
 
 @contextlib.contextmanager
 def lightrag_env(config: BackendConfig) -> Iterator[None]:
+    from hybridrag_backends_postgres.lightrag_schema import environ_override
     from hybridrag_backends_postgres.provider import PostgresProvider
 
     env = PostgresProvider().env_vars(config)
     env["POSTGRES_MAX_CONNECTIONS"] = "4"
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environ_override(env):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def lookup_embedding(dim: int, model: str, table: Dict[str, np.ndarray] | None = None):

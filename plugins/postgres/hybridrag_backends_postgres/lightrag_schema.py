@@ -23,7 +23,8 @@ _env_lock = asyncio.Lock()
 
 
 @contextlib.contextmanager
-def _env(values: Dict[str, str]) -> Iterator[None]:
+def environ_override(values: Dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in os.environ for the block only (LightRAG reads its PG settings from there)."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -88,7 +89,7 @@ async def create_schema(
     quiet = logging.getLogger("lightrag")
     level = quiet.level
     async with _env_lock:
-        with _env(lightrag_env(config)):
+        with environ_override(lightrag_env(config)):
             quiet.setLevel(logging.CRITICAL)  # its table-migration probes log errors on a fresh database
             try:
                 for s in storages:
