@@ -16,7 +16,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import click
 
-from .models import BackendConfig, DatabaseEntry, backend_name
+from .models import BackendConfig, DatabaseEntry
 from .plugins import get_provider
 
 
@@ -41,9 +41,8 @@ def lightrag_settings(
     if "working_dir" not in kwargs and default_dir:
         kwargs["working_dir"] = default_dir  # server backends still keep LightRAG's local files there
     if "workspace" not in kwargs:
-        workspace = config.postgres_workspace if backend_name(config.backend_type) == "postgres" else config.workspace
-        if workspace:
-            kwargs["workspace"] = workspace
+        if config.workspace_value:
+            kwargs["workspace"] = config.workspace_value
     return kwargs, dict(provider.env_vars(config))
 
 

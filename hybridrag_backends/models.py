@@ -173,6 +173,15 @@ class BackendConfig:
         if self.connection_string is not None:
             parse_postgres_uri(self.connection_string)  # raises ConfigError when malformed
 
+    # -- workspace: the spec keeps PostgreSQL's in postgres_workspace, the others in workspace --
+
+    @property
+    def workspace_value(self) -> str:
+        return getattr(self, workspace_field(self.backend_type))
+
+    def with_workspace(self, workspace: str) -> "BackendConfig":
+        return dataclasses.replace(self, **{workspace_field(self.backend_type): workspace})
+
     # -- provider-backed views (SPEC FIX: no if/elif over the enum) ---------------
 
     def get_storage_classes(self) -> Dict[str, str]:
@@ -216,6 +225,11 @@ class BackendConfig:
         d = dataclasses.asdict(self)
         d["backend_type"] = backend_name(self.backend_type)
         return d
+
+
+def workspace_field(backend_type: "BackendType | str") -> str:
+    """The BackendConfig field that holds the LightRAG workspace for a backend."""
+    return "postgres_workspace" if backend_name(backend_type) == "postgres" else "workspace"
 
 
 def parse_postgres_uri(uri: str) -> Dict[str, Any]:

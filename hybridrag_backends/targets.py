@@ -64,7 +64,7 @@ def resolve_target(
     if entry is not None:
         config = entry.get_backend_config()
         if workspace is not None:
-            config = _with_workspace(config, workspace)
+            config = config.with_workspace(workspace)
         return ResolvedTarget(manager.get(config.backend_type), config, name=entry.name)
 
     if for_write and (not path.exists() or (path.is_dir() and not any(path.iterdir()))):
@@ -83,10 +83,3 @@ def resolve_target(
         f"see 'hybridrag-backends db list', or give a working dir or a postgresql:// / mongodb:// URL"
     )
 
-
-def _with_workspace(config: BackendConfig, workspace: str) -> BackendConfig:
-    import dataclasses
-
-    if str(config.backend_type) == "postgres":
-        return dataclasses.replace(config, postgres_workspace=workspace)
-    return dataclasses.replace(config, workspace=workspace)

@@ -15,7 +15,7 @@ import click
 from rich.table import Table
 
 from ..errors import ConfigError, NotFoundError
-from ..models import BackendConfig, BackendType, DatabaseEntry, backend_name, coerce_backend_type
+from ..models import BackendConfig, BackendType, DatabaseEntry, backend_name, coerce_backend_type, workspace_field
 from ..plugins import get_manager
 from ..registry import Registry, entry_to_yaml, validate_entry
 from ..secrets import redact, uri_password_to_ref
@@ -79,7 +79,7 @@ def build_backend_config(
             fields = get_manager().get(name).config_from_target(url, workspace=workspace).to_dict()
     fields.update({_OPTION_FIELDS[k]: v for k, v in options.items() if v is not None})
     if workspace is not None:
-        fields["postgres_workspace" if name == "postgres" else "workspace"] = workspace
+        fields[workspace_field(name)] = workspace
     if database is not None:
         fields["mongo_database" if name == "mongodb" else "postgres_database"] = database
     if password_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", password_env):
