@@ -6,12 +6,14 @@
    52k relations, 1536-d vectors (>= 50k vectors per vector store, >= 50k nodes, >= 50k edges).
 2. Runs ``migrate`` (copy + vector index builds + verification) into a fresh database in a subprocess;
    times every store and reads the child's peak RSS from ``wait4``.
-3. In another subprocess, copies a SAMPLE of every store through LightRAG 1.5.7's PG storage API
-   (KV / doc status ``upsert``; vectors ``upsert`` + ``index_done_callback`` with a lookup
-   embedding function, so no model runs; graph ``upsert_node`` / ``upsert_edge`` one at a time, as
-   LightRAG's pipeline calls them, and ``upsert_nodes_batch`` / ``upsert_edges_batch``), and
-   EXTRAPOLATES each store's full time from the measured per-record rate (a full run would take hours).
-4. Prints absolute times, per-store and end-to-end ratios, and the peak RSS.
+3. Migrates the graph alone into another workspace (nothing else running): the edge figure.
+4. In another subprocess and a fresh database, copies the records through LightRAG 1.5.7's PG storage
+   API (KV / doc status ``upsert``; vectors ``upsert`` + ``index_done_callback`` with a lookup
+   embedding function, so no model runs; graph: the first --single records with ``upsert_node`` /
+   ``upsert_edge`` one call each, as LightRAG's pipeline calls them, the rest with
+   ``upsert_nodes_batch`` / ``upsert_edges_batch``). ``--sample 0`` sends every record (about half an
+   hour); otherwise a sample per store and each store's time is EXTRAPOLATED from its rate.
+5. Prints absolute times, per-store and end-to-end ratios (against LightRAG's fastest path), peak RSS.
 Targets: >= 5x end to end, >= 50x on graph edges, migration peak RSS <= 300 MB.
 """
 
@@ -23,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -66,23 +69,28 @@ asyncio.run(main(*sys.argv[1:4], int(sys.argv[4])))
 
 CHILD_LIGHTRAG = r"""
 import asyncio, json, os, sys, time
-sys.path.insert(0, os.path.join(sys.argv[5], "tests"))
+sys.path.insert(0, os.path.join(sys.argv[7], "tests"))
+import pg_lightrag
 from pg_lightrag import lightrag_env, open_storages, close_storages
+
+class Counting(dict):  # counts texts the lookup "embedding" did not know (they would be zero vectors)
+    misses = 0
+    def get(self, k, default=None):
+        if k not in self:
+            Counting.misses += 1
+        return super().get(k, default)
+
+_lookup = pg_lightrag.lookup_embedding
+pg_lightrag.lookup_embedding = lambda dim, model, table=None: _lookup(dim, model, Counting())
 from hybridrag_backends.targets import resolve_target
 from hybridrag_backends.provider import StoreKind
 
-async def sample(session, store, n):
-    out = []
-    async for b in session.read(store, None, min(n, 1000)):
-        out.extend(b.records)
-        if len(out) >= n:
-            break
-    return out[:n]
-
-async def main(src_dir, url, ws, n):
+# Records are read from the JSON source batch by batch (untimed: only LightRAG's calls are timed, which
+# favours LightRAG) and written through its storage API, as a copy script would.
+async def main(src_dir, url, ws, n, vn, single):
     src = resolve_target(src_dir)
     dst = resolve_target(url, workspace=ws)
-    rates = {}
+    out = {}
     async with src.provider.open(src.config) as s:
         stores = await s.list_stores()
         dims = {st.namespace: st.embedding_dim for st in stores if st.kind is StoreKind.VECTOR}
@@ -90,49 +98,67 @@ async def main(src_dir, url, ws, n):
             lr = await open_storages(dst.config, "%s", dims)
             try:
                 for st in stores:
-                    k = n if st.kind in (StoreKind.VECTOR, StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES) else 5 * n
-                    recs = await sample(s, st, k)
-                    if st.kind in (StoreKind.KV, StoreKind.DOC_STATUS):
-                        if st.namespace not in lr:
-                            continue
-                        data = {r.key: r.payload for r in recs}
-                        t = time.perf_counter(); await lr[st.namespace].upsert(data); await lr[st.namespace].index_done_callback()
-                        rates[st.name] = len(recs) / (time.perf_counter() - t)
-                    elif st.kind is StoreKind.VECTOR:
-                        v = lr[st.namespace]
-                        data = {}
-                        for r in recs:
-                            p = dict(r.payload); p.setdefault("content", r.key); p["content"] = f"{r.key}|{p['content']}"
-                            p.setdefault("tokens", 0); p.setdefault("chunk_order_index", 0)  # the pipeline passes them from the chunk
-                            v.lookup[p["content"]] = r.vector
-                            data[r.key] = p
-                        t = time.perf_counter(); await v.upsert(data); await v.index_done_callback()
-                        rates[st.name] = len(recs) / (time.perf_counter() - t)
-                    elif st.kind is StoreKind.GRAPH_NODES:
-                        g = lr["graph"]; half = len(recs) // 2
-                        t = time.perf_counter()
-                        for r in recs[:half]:
-                            await g.upsert_node(r.key, r.payload)
-                        rates[st.name] = half / (time.perf_counter() - t)
-                        t = time.perf_counter(); await g.upsert_nodes_batch([(r.key, r.payload) for r in recs[half:]])
-                        rates[st.name + " (batch API)"] = (len(recs) - half) / (time.perf_counter() - t)
-                    elif st.kind is StoreKind.GRAPH_EDGES:
-                        g = lr["graph"]; half = len(recs) // 2
-                        props = lambda r: {k: v for k, v in r.payload.items() if k not in ("source", "target")}
-                        ends = {e for r in recs for e in (r.payload["source"], r.payload["target"])}
-                        await g.upsert_nodes_batch([(e, {"entity_id": e}) for e in ends])  # endpoints first, untimed
-                        t = time.perf_counter()
-                        for r in recs[:half]:
-                            await g.upsert_edge(r.payload["source"], r.payload["target"], props(r))
-                        rates[st.name] = half / (time.perf_counter() - t)
-                        t = time.perf_counter()
-                        await g.upsert_edges_batch([(r.payload["source"], r.payload["target"], props(r)) for r in recs[half:]])
-                        rates[st.name + " (batch API)"] = (len(recs) - half) / (time.perf_counter() - t)
+                    limit = (5 * n if st.kind in (StoreKind.KV, StoreKind.DOC_STATUS) else
+                             vn if st.kind is StoreKind.VECTOR else n) or None
+                    if st.kind in (StoreKind.KV, StoreKind.DOC_STATUS) and st.namespace not in lr:
+                        continue
+                    timed = {"api": [0, 0.0], "one at a time": [0, 0.0]}
+                    seen = 0
+                    async for b in s.read(st, None, 1000):
+                        recs = b.records[: (limit - seen) if limit else None]
+                        seen += len(recs)
+                        if st.kind in (StoreKind.KV, StoreKind.DOC_STATUS):
+                            data = {r.key: r.payload for r in recs}
+                            t = time.perf_counter()
+                            await lr[st.namespace].upsert(data); await lr[st.namespace].index_done_callback()
+                            timed["api"][0] += len(recs); timed["api"][1] += time.perf_counter() - t
+                        elif st.kind is StoreKind.VECTOR:
+                            v = lr[st.namespace]; data = {}
+                            for r in recs:
+                                p = dict(r.payload); p.setdefault("content", r.key); p["content"] = f"{r.key}|{p['content']}"
+                                p.setdefault("tokens", 0); p.setdefault("chunk_order_index", 0)  # the pipeline passes them from the chunk
+                                v.lookup[p["content"]] = r.vector
+                                data[r.key] = p
+                            # LightRAG 1.5.7 buffers vector upserts and embeds + writes them when flushed
+                            # (index_done_callback): flush every batch, as its docstring asks of big ingests
+                            t = time.perf_counter(); await v.upsert(data); await v.index_done_callback()
+                            timed["api"][0] += len(recs); timed["api"][1] += time.perf_counter() - t
+                            v.lookup.clear()
+                        else:
+                            g = lr["graph"]
+                            edges = st.kind is StoreKind.GRAPH_EDGES
+                            props = lambda r: {k: v for k, v in r.payload.items() if k not in ("source", "target")}
+                            if edges and limit:  # a sample: its endpoints may not have been copied (untimed)
+                                ends = {e for r in recs for e in (r.payload["source"], r.payload["target"])}
+                                await g.upsert_nodes_batch([(e, {"entity_id": e}) for e in ends])
+                            # the first SINGLE records one call each, as LightRAG's pipeline calls them
+                            k = max(0, min(len(recs), single - timed["one at a time"][0]))
+                            t = time.perf_counter()
+                            for r in recs[:k]:
+                                if edges:
+                                    await g.upsert_edge(r.payload["source"], r.payload["target"], props(r))
+                                else:
+                                    await g.upsert_node(r.key, r.payload)
+                            timed["one at a time"][0] += k; timed["one at a time"][1] += time.perf_counter() - t
+                            rest = recs[k:]
+                            if rest:
+                                t = time.perf_counter()
+                                if edges:
+                                    await g.upsert_edges_batch([(r.payload["source"], r.payload["target"], props(r)) for r in rest])
+                                else:
+                                    await g.upsert_nodes_batch([(r.key, r.payload) for r in rest])
+                                timed["api"][0] += len(rest); timed["api"][1] += time.perf_counter() - t
+                        if limit and seen >= limit:
+                            break
+                    out[st.name] = {k: v for k, v in timed.items() if v[0]}
+                    if Counting.misses:
+                        sys.exit(f"{st.name}: {Counting.misses} texts had no vector in the lookup; the timing would be wrong")
+                    print(st.name, out[st.name], file=sys.stderr, flush=True)
             finally:
                 await close_storages(lr)
-    print(json.dumps(rates))
+    print(json.dumps(out))
 
-asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])))
 """ % MODEL
 
 
@@ -175,25 +201,48 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO / "benchmarks" / ".data" / "pg")
     ap.add_argument("--url", default=None, help="server URL (default: HYBRIDRAG_TEST_POSTGRES_URL or the sandbox)")
-    ap.add_argument("--sample", type=int, default=1000, help="records per store sent through LightRAG's API")
-    ap.add_argument("--batch-size", type=int, default=2000)
+    ap.add_argument("--sample", type=int, default=1000,
+                    help="records per store sent through LightRAG's API (x5 for KV); 0 = every record (~30 min)")
+    ap.add_argument("--vector-sample", type=int, default=None,
+                    help="vectors per vector store sent through LightRAG's API (default: --sample); 0 = all")
+    ap.add_argument("--single", type=int, default=1000,
+                    help="graph records sent one call at a time (upsert_node / upsert_edge) before the batch API")
+    ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--maintenance-work-mem", default="1GB")
     args = ap.parse_args()
+    if args.vector_sample is None:
+        args.vector_sample = args.sample
     if not (args.data / "vdb_entities.json").exists():
         print(f"generating {args.data} ...", flush=True)
         subprocess.run([sys.executable, "-m", "hybridrag_backends.devtools.generate", str(args.data), *GENERATE,
                         "--quiet", "--force"], check=True, cwd=REPO)
-    url = asyncio.run(fresh_database(server_url(args.url)))
-    shown = url.split("@", 1)[-1]
-    print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}; data {args.data}; server {shown}", flush=True)
-
-    target = f"{url}?embedding_model={MODEL}&maintenance_work_mem={args.maintenance_work_mem}"
-    out, wall, rss = peak_rss_mb(CHILD_MIGRATE, str(args.data), target, "bench", str(args.batch_size))
-    ours = json.loads(out.strip().splitlines()[-1])
-    out, _, lr_rss = peak_rss_mb(CHILD_LIGHTRAG, str(args.data), f"{url}?embedding_model={MODEL}", "lightrag_api",
-                                 str(args.sample), str(REPO))
-    rates: Dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    base = server_url(args.url)
+    print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.2f}; data {args.data}; server {base.split('@', 1)[-1]}",
+          flush=True)
     counts = _counts(args.data)
+    opts = f"?embedding_model={MODEL}&maintenance_work_mem={args.maintenance_work_mem}"
+
+    # 1. ours, the whole database, into a fresh database
+    url = asyncio.run(fresh_database(base))
+    out, wall, rss = peak_rss_mb(CHILD_MIGRATE, str(args.data), url + opts, "bench", str(args.batch_size))
+    ours = json.loads(out.strip().splitlines()[-1])
+    print(f"migrate done: copy {ours['copy']:.1f} s, load {os.getloadavg()[0]:.2f}", flush=True)
+
+    # 2. ours, the graph alone (same file, another workspace), nothing else running on the server:
+    #    the per-store figure for the edges, comparable with LightRAG's (also measured alone)
+    with tempfile.TemporaryDirectory() as tmp:
+        graphml = next(args.data.glob("graph_*.graphml"))
+        (Path(tmp) / graphml.name).symlink_to(graphml)
+        gout, _, grss = peak_rss_mb(CHILD_MIGRATE, tmp, url + opts, "bench_graph", str(args.batch_size))
+    graph_alone = json.loads(gout.strip().splitlines()[-1])
+
+    # 3. LightRAG's own storage API, into another fresh database (as a user's copy script would start)
+    lr_url = asyncio.run(fresh_database(base))
+    t0 = time.perf_counter()
+    out, _, lr_rss = peak_rss_mb(CHILD_LIGHTRAG, str(args.data), f"{lr_url}?embedding_model={MODEL}", "lightrag_api",
+                                 str(args.sample), str(args.vector_sample), str(args.single), str(REPO))
+    lr_wall = time.perf_counter() - t0
+    measured: Dict[str, Dict[str, list]] = json.loads(out.strip().splitlines()[-1])
 
     print(f"\nJSON -> PostgreSQL migrate: {ours['records']:,} records, copy {ours['copy']:.1f} s "
           f"(vector index builds included), verify {ours['verify']:.1f} s, total {ours['total']:.1f} s, "
@@ -202,34 +251,45 @@ def main() -> int:
         print(f"  migrate reported: {ours['error'][:600]}")
     for note in ours["notes"]:
         print(f"  note: {note}")
-    print(f"\n{'store':34} {'records':>9} {'ours s':>8} {'LightRAG API s (extrapolated)':>30} {'ratio':>8}")
-    total_lr = 0.0
-    total_lr_batch = 0.0
-    edge_ratio = edge_ratio_batch = None
+    mode = ("every record" if not args.sample else f"{args.sample:,} records per store (x5 KV), extrapolated")
+    mode += "" if args.vector_sample == args.sample else (
+        f"; vector stores: {args.vector_sample:,} vectors each, extrapolated" if args.vector_sample else "; every vector")
+    print(f"LightRAG API: {mode}; child wall time {lr_wall:.0f} s, peak RSS {lr_rss:.0f} MB")
+    print(f"\n{'store':30} {'records':>8} {'ours s':>7} {'LightRAG s':>11} {'ratio':>7}   LightRAG path")
+    total = {"fast": 0.0, "one at a time": 0.0}
     for name, secs in ours["stores"].items():
         n = counts.get(name, 0)
-        rate = rates.get(name)
-        if not rate:
-            print(f"{name:34} {n:>9,} {secs:>8.1f} {'(no LightRAG API)':>30}")
+        m = measured.get(name)
+        if not m:
+            print(f"{name:30} {n:>8,} {secs:>7.1f} {'-':>11} {'':>7}   (no LightRAG table)")
             continue
-        lr = n / rate
-        total_lr += lr
-        brate = rates.get(name + " (batch API)")
-        total_lr_batch += n / brate if brate else lr
-        print(f"{name:34} {n:>9,} {secs:>8.1f} {lr:>30.1f} {lr / secs:>7.1f}x")
-        if brate:
-            print(f"{'  same, LightRAG batch API':34} {n:>9,} {secs:>8.1f} {n / brate:>30.1f} {n / brate / secs:>7.1f}x")
-        if name.endswith(".edges"):
-            edge_ratio, edge_ratio_batch = lr / secs, (n / brate / secs if brate else None)
-    print(f"\nend to end: ours {ours['copy']:.1f} s copy ({ours['total']:.1f} s with verification) vs LightRAG API "
-          f"{total_lr:.0f} s (one-at-a-time graph calls) / {total_lr_batch:.0f} s (graph batch API)")
-    print(f"ratio end to end (copy): {total_lr / ours['copy']:.1f}x / {total_lr_batch / ours['copy']:.1f}x; "
-          f"with verification: {total_lr / ours['total']:.1f}x / {total_lr_batch / ours['total']:.1f}x")
-    if edge_ratio:
-        print(f"ratio on graph edges: {edge_ratio:.0f}x (upsert_edge) / {edge_ratio_batch or 0:.0f}x (upsert_edges_batch)")
-    print(f"peak RSS: migrate {rss:.0f} MB (target <= 300), LightRAG API sample run {lr_rss:.0f} MB")
-    print(f"LightRAG API rates (records/s, measured on {args.sample} per store, x5 for KV): "
-          + ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()))
+        est = {path: n * t / k for path, (k, t) in m.items()}  # exact when k == n
+        fast = min(est.values())
+        total["fast"] += fast
+        total["one at a time"] += est.get("one at a time", fast)
+        for path, t in est.items():
+            graph = name.startswith("chunk_entity_relation")
+            label = {"api": "upsert_nodes_batch / upsert_edges_batch" if graph else "upsert",
+                     "one at a time": "upsert_node / upsert_edge"}[path]
+            print(f"{name:30} {n:>8,} {secs:>7.1f} {t:>11.1f} {t / secs:>6.1f}x   {label}")
+    copy = ours["copy"]
+    print(f"\nend to end, copy {copy:.1f} s: {total['fast'] / copy:.1f}x against LightRAG's fastest path "
+          f"({total['fast']:.0f} s), {total['one at a time'] / copy:.1f}x with one graph call per record "
+          f"({total['one at a time']:.0f} s)")
+    print(f"end to end with verification ({ours['total']:.1f} s): {total['fast'] / ours['total']:.1f}x / "
+          f"{total['one at a time'] / ours['total']:.1f}x")
+    print("  (vector stores: ours loads the rows and builds each HNSW index in the background while the next"
+          " stores load, so their per-store times above exclude the builds; the end-to-end copy time includes them)")
+    print("\ngraph alone (workspace bench_graph, nothing else running): "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in graph_alone["stores"].items()) + f", peak RSS {grss:.0f} MB")
+    for name, secs in graph_alone["stores"].items():
+        m = measured.get(name)
+        n = counts.get(name, 0)
+        if m:
+            print(f"  {name}: " + ", ".join(
+                f"{n * t / k / secs:.0f}x vs {'upsert_edge/upsert_node' if p == 'one at a time' else 'batch API'}"
+                f" ({n * t / k:.1f} s)" for p, (k, t) in m.items()))
+    print(f"peak RSS: migrate {rss:.0f} MB (target <= 300)")
     return 0
 
 

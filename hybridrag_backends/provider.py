@@ -219,6 +219,12 @@ class BackendSession(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot be a migration target")
 
+    def copy_order(self, stores: List[StoreInfo]) -> List[StoreInfo]:
+        """The order in which this target wants ``stores`` (sorted by :meth:`StoreInfo.sort_key`)
+        written: the same stores, graph nodes still before edges. PostgreSQL loads the vector stores
+        early so their index builds run while the other stores load."""
+        return stores
+
     async def write_batch(self, store: StoreInfo, records: List[Record], job: "MigrationJob") -> None:
         """Upsert ``records`` by key, then commit ``job`` (whose checkpoint for ``store`` already
         counts this batch) atomically with them where the backend can. A backend that needs a

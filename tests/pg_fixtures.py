@@ -3,6 +3,7 @@ isolated databases / workspaces per test. In CI (CI=true) a server that cannot s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
@@ -53,17 +54,33 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="module")
-def pg_module_db(pg_url):
-    """A fresh database for one test module (vector + age created), dropped afterwards."""
+@contextlib.contextmanager
+def _fresh_database(pg_url: str):
+    """A new database (vector + age created), dropped afterwards."""
     import asyncio
 
     name = f"hrb_test_{uuid.uuid4().hex[:10]}"
     asyncio.run(_admin(pg_url, f"CREATE DATABASE {name}"))
     url = with_database(pg_url, name)
-    asyncio.run(_admin(url, "CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS age"))
-    yield url
-    asyncio.run(_admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    try:
+        asyncio.run(_admin(url, "CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS age"))
+        yield url
+    finally:
+        asyncio.run(_admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(scope="module")
+def pg_module_db(pg_url):
+    """A fresh database for one test module, dropped afterwards."""
+    with _fresh_database(pg_url) as url:
+        yield url
+
+
+@pytest.fixture
+def pg_fresh_db(pg_url):
+    """A fresh database for one test (for checks that look at the whole database, e.g. its indexes)."""
+    with _fresh_database(pg_url) as url:
+        yield url
 
 
 @pytest.fixture

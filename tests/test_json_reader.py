@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import zlib
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import pytest
+
+from conftest import REALDATA
 
 from hybridrag_backends.errors import SourceError
 from hybridrag_backends.provider import StoreInfo, StoreKind
@@ -259,3 +263,62 @@ def test_corrupt_byte_in_a_big_kv_file_is_located_exactly(tmp_path):
     with pytest.raises(SourceError) as err:
         read(tmp_path, kv("full_docs"), batch_size=500)
     assert f"{path}: invalid JSON at byte {bad}, after key 'k1199' (record #1199): lexical error" in str(err.value)
+
+
+def _edges_fresh(path):
+    from hybridrag_backends_json import graphml
+
+    graphml._EDGES_AT.clear()
+    return list(graphml.iter_elements(path, "edge"))
+
+
+@pytest.mark.parametrize("gml", sorted(REALDATA.rglob("*.graphml")), ids=lambda p: p.parent.name)
+def test_edges_read_after_nodes_skip_the_node_section_and_match(gml):
+    """Reading the nodes learns where the edges start; the edges read next skip the node section and
+    are the same as a full parse (and as networkx reads them)."""
+    from hybridrag_backends_json import graphml
+
+    full = _edges_fresh(gml)
+    list(graphml.iter_elements(gml, "node"))
+    assert graphml._EDGES_AT, "nodes-then-edges layout not learnt"
+    assert list(graphml.iter_elements(gml, "edge")) == full
+    g = nx.read_graphml(gml)
+    assert sorted(tuple(sorted((p["source"], p["target"]))) for _, p, _ in full) == sorted(
+        tuple(sorted(e)) for e in g.edges())
+
+
+def test_graphml_with_a_node_after_an_edge_is_read_whole(tmp_path):
+    from hybridrag_backends_json import graphml
+
+    path = tmp_path / "g.graphml"
+    path.write_text(
+        '<?xml version="1.0"?><graphml xmlns="http://graphml.graphdrawing.org/xmlns"><graph>'
+        '<node id="a"/><edge source="a" target="b"/><node id="b"/><edge source="b" target="c"/><node id="c"/>'
+        '</graph></graphml>')
+    assert [n for _, _, n in graphml.iter_elements(path, "node")] == ["a", "b", "c"]
+    assert not graphml._EDGES_AT.get(graphml._identity(path))  # interleaved: nothing to skip
+    assert [(p["source"], p["target"]) for _, p, _ in graphml.iter_elements(path, "edge")] == [("a", "b"), ("b", "c")]
+
+
+def test_corrupt_edge_section_after_a_skip_names_the_true_byte_offset(tmp_path):
+    """The skip is keyed by size and mtime; should the edges be damaged without either changing, the
+    error still names the byte offset in the file, not in the shortened stream."""
+    import os
+
+    from hybridrag_backends_json import graphml
+
+    path = tmp_path / "graph_chunk_entity_relation.graphml"
+    good = ('<?xml version="1.0"?><graphml xmlns="http://graphml.graphdrawing.org/xmlns"><graph>'
+            + "".join(f'<node id="n{i}"/>' for i in range(50)) + '<edge source="n1" target="n2"/>'
+            + '<edge source="n2" target="n3"/></graph></graphml>')
+    path.write_text(good)
+    list(graphml.iter_elements(path, "node"))
+    assert graphml._EDGES_AT
+    st = path.stat()
+    bad_at = good.index('<edge source="n2"') + 1
+    path.write_text(good[:bad_at] + "!" + good[bad_at + 1:])
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(SourceError, match=r"invalid GraphML near byte (\d+)") as err:
+        list(graphml.iter_elements(path, "edge"))
+    at = int(re.search(r"near byte (\d+)", str(err.value)).group(1))
+    assert abs(at - bad_at) <= 2, (at, bad_at)

@@ -180,7 +180,13 @@ def test_target_without_extensions_is_refused_with_fix(pg_url):
         asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
 
 
-def test_duplicate_key_in_a_batch_last_wins(pg_module_db):
+@pytest.mark.parametrize("batches,expected", [
+    # a key twice in one batch: the last one wins
+    ([[("k", "a"), ("k", "b")]], [("k", "b")]),
+    # a key again in a later batch: that batch is merged (ON CONFLICT DO UPDATE), not COPYed straight in
+    ([[("a", "a1"), ("k", "k1")], [("k", "k2"), ("z", "z1")]], [("a", "a1"), ("k", "k2"), ("z", "z1")]),
+], ids=["same-batch", "later-batch"])
+def test_repeated_key_ends_once_with_its_last_value(pg_module_db, batches, expected):
     from hybridrag_backends.migration.job import MigrationCheckpoint
     from hybridrag_backends.provider import Record, StoreInfo
 
@@ -188,14 +194,58 @@ def test_duplicate_key_in_a_batch_last_wins(pg_module_db):
     t = resolve_target(f"{pg_module_db}?embedding_model={MODEL}", workspace=ws)
     store = StoreInfo("full_entities", StoreKind.KV)
     job = MigrationJob(job_id=f"job-{ws}", database_name="x", source_backend="json", target_backend="postgres")
-    job.checkpoints = [MigrationCheckpoint(store.name, None, 0, 2)]
+    job.checkpoints = [MigrationCheckpoint(store.name, None, 0, sum(map(len, batches)))]
 
     async def run():
         async with t.provider.open(t.config) as s:
             await s.prepare_target([store], job, force=False)
-            await s.write_batch(store, [Record(store.name, "k", {"entity_names": ["a"], "count": 1}),
-                                        Record(store.name, "k", {"entity_names": ["b"], "count": 1})], job)
+            for batch in batches:
+                await s.write_batch(store, [Record(store.name, k, {"entity_names": [v], "count": 1}) for k, v in batch], job)
             got = [r async for b in s.read(store) for r in b.records]
-            assert [(r.key, r.payload["entity_names"]) for r in got] == [("k", ["b"])]
+            assert [(r.key, r.payload["entity_names"][0]) for r in got] == expected
 
     asyncio.run(run())
+
+
+def _vector_indexes(url: str) -> dict:
+    async def go():
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch(
+                "SELECT c.relname AS tab, i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS def "
+                "FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+                "WHERE c.relname LIKE 'lightrag_vdb_%' AND pg_get_indexdef(i.indexrelid) LIKE '%USING hnsw%'")
+            return {r["tab"]: (r["valid"], r["def"]) for r in rows}
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def test_vector_stores_load_first_and_their_indexes_are_built(pg_fresh_db):
+    """The PostgreSQL target loads text_chunks and the vector stores first (copy_order) and builds
+    each HNSW index in the background; when migrate returns, every index exists and is valid."""
+    url = pg_fresh_db
+    result, _, _ = _migrate(REALDATA / "ryvin__MultiFileRAG__rag_storage", url, "idx")
+    assert result.job.verification["ok"]
+    order = [s.store.name for s in result.plan.stores]
+    vectors = [s.store.name for s in result.plan.stores if s.store.kind is StoreKind.VECTOR]
+    assert order[0] == "text_chunks" and order[1:1 + len(vectors)] == vectors
+    assert order.index("chunk_entity_relation.nodes") < order.index("chunk_entity_relation.edges")
+    indexes = _vector_indexes(url)
+    assert len(indexes) == len(vectors) == 3
+    assert all(valid and "m='16', ef_construction='64'" in d for valid, d in indexes.values()), indexes
+
+
+def test_failed_index_build_fails_the_job_and_resume_builds_it(pg_fresh_db):
+    url = pg_fresh_db
+    src = resolve_target(str(REALDATA / "macking3__lucaOS__rag_storage"))
+    bad = resolve_target(f"{url}?embedding_model={MODEL}&maintenance_work_mem=1kB", workspace="w")
+    with pytest.raises(TargetError, match="building the vector index of .*resume") as err:
+        asyncio.run(migrate(src, bad, batch_size=200))
+    assert err.value.job.status.value != "completed"
+    assert _vector_indexes(url) == {}  # nothing half-built is left
+    good = resolve_target(f"{url}?embedding_model={MODEL}", workspace="w")
+    result = asyncio.run(migrate(src, good, batch_size=200, resume=err.value.job.job_id))
+    assert result.job.status.value == "completed" and result.job.verification["ok"]
+    assert len(_vector_indexes(url)) == 3 and all(v for v, _ in _vector_indexes(url).values())

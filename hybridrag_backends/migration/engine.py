@@ -133,6 +133,10 @@ async def _maybe_await(value: Any) -> Any:
 async def make_plan(src: BackendSession, dst: BackendSession, source: ResolvedTarget, target: ResolvedTarget) -> MigrationPlan:
     try:
         stores = sorted(await src.list_stores(), key=StoreInfo.sort_key)
+        ordered = dst.copy_order(list(stores))
+        if sorted(ordered, key=StoreInfo.sort_key) != stores:
+            raise TargetError(f"{type(dst).__name__}.copy_order must return the same stores, reordered")
+        stores = ordered
         plans = []
         for store in stores:
             size = None

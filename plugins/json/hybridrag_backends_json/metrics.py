@@ -142,6 +142,5 @@ def count_graph(path: Path) -> FileCount:
     if b"<graphml" in head(path, 4096) and tail_bytes(path, 64).rstrip().endswith(b"</graphml>"):
         counts = count_patterns(path, [b"<node ", b"<edge "])
         return FileCount(counts[b"<node "], counts[b"<edge "], method="fast: <node >/<edge > tags")
-    nodes = sum(1 for _ in graphml.iter_elements(path, "node"))
-    edges = sum(1 for _ in graphml.iter_elements(path, "edge"))
-    return FileCount(nodes, edges, method="streamed (iterparse)")
+    nodes, edges = graphml.count_elements(path)
+    return FileCount(nodes, edges, method="streamed (expat)")

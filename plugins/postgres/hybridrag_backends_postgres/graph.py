@@ -54,59 +54,97 @@ def edge_rows(records: List[Record]) -> List[tuple]:
     rows = []
     for r in records:
         props = {k: v for k, v in r.payload.items() if k not in ("source", "target")}
-        rows.append((orjson.dumps(r.payload["source"]).decode(), orjson.dumps(r.payload["target"]).decode(),
-                     orjson.dumps(props).decode()))
+        # endpoints as the vertices' entity_id (node keys are strings)
+        rows.append((str(r.payload["source"]), str(r.payload["target"]), orjson.dumps(props).decode()))
     return rows
 
 
 async def ensure_stages(conn: asyncpg.Connection) -> None:
     await conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS hrb_stage_nodes (key_ag text, props text) ON COMMIT DELETE ROWS;"
-        "CREATE TEMP TABLE IF NOT EXISTS hrb_stage_edges (src_ag text, tgt_ag text, props text) ON COMMIT DELETE ROWS"
+        "CREATE TEMP TABLE IF NOT EXISTS hrb_stage_nodes (key_ag text, props text) ON COMMIT DELETE ROWS"
     )
 
 
-async def upsert_nodes(conn: asyncpg.Connection, graph: str, rows: List[tuple]) -> None:
+class VertexIds:
+    """entity_id -> graphid (text) of vertices known to be committed, so edge batches need no lookup
+    for the vertices this session wrote. Bounded: past LIMIT entries it stops remembering and edges
+    look their endpoints up in the index instead."""
+
+    LIMIT = 500_000
+
+    def __init__(self) -> None:
+        self.ids: Dict[str, str] = {}
+        self.full = False
+
+    def add(self, found: Dict[str, str]) -> None:
+        if self.full or len(self.ids) + len(found) > self.LIMIT:
+            self.full, self.ids = True, {}
+        else:
+            self.ids.update(found)
+
+
+async def upsert_nodes(conn: asyncpg.Connection, graph: str, rows: List[tuple]) -> Dict[str, str]:
+    """Insert the vertices that are new; update the others only when there are any (a resumed or
+    repeated load), so a fresh load costs one index lookup per vertex. Returns the new vertices'
+    {entity_id: graphid}."""
     g = quote_ident(graph)
     await _index_lookups(conn)
     await conn.copy_records_to_table("hrb_stage_nodes", records=rows, columns=["key_ag", "props"])
-    await conn.execute(
-        f"UPDATE {g}.base b SET properties = s.props::agtype FROM hrb_stage_nodes s "
-        f"WHERE {_entity('b')} = s.key_ag::agtype"
-    )
-    await conn.execute(
+    new = await conn.fetch(
         f"INSERT INTO {g}.base (properties) SELECT s.props::agtype FROM hrb_stage_nodes s "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {g}.base b WHERE {_entity('b')} = s.key_ag::agtype)"
+        f"WHERE NOT EXISTS (SELECT 1 FROM {g}.base b WHERE {_entity('b')} = s.key_ag::agtype) "
+        f"RETURNING id::text AS gid, agtype_out({_entity('base')})::text AS name"
     )
+    if len(new) < len(rows):
+        await conn.execute(
+            f"UPDATE {g}.base b SET properties = s.props::agtype FROM hrb_stage_nodes s "
+            f"WHERE {_entity('b')} = s.key_ag::agtype"
+        )
+    return {orjson.loads(r["name"]): r["gid"] for r in new}
 
 
-async def upsert_edges(conn: asyncpg.Connection, graph: str, rows: List[tuple]) -> None:
-    """Replace the edges between each pair (LightRAG's graph is undirected: either direction)."""
+async def vertex_ids(conn: asyncpg.Connection, graph: str, names: List[str]) -> Dict[str, str]:
+    """entity_id -> graphid (as text) for the vertices named (one index lookup each)."""
+    g = quote_ident(graph)
+    rows = await conn.fetch(
+        f"SELECT k.name, b.id::text AS gid FROM unnest($1::text[]) AS k(name) "
+        f"JOIN {g}.base b ON {_entity('b')} = to_json(k.name)::text::agtype",
+        names,
+    )
+    return {r["name"]: r["gid"] for r in rows}
+
+
+async def upsert_edges(conn: asyncpg.Connection, graph: str, rows: List[tuple], known: VertexIds) -> None:
+    """Replace the edges between each pair (LightRAG's graph is undirected: either direction).
+    ``rows``: (source entity_id, target entity_id, properties json). The endpoints' ids are looked up
+    in ``known`` or once per batch; the delete and insert then work on ids alone."""
     g = quote_ident(graph)
     await _index_lookups(conn)
-    await conn.copy_records_to_table("hrb_stage_edges", records=rows, columns=["src_ag", "tgt_ag", "props"])
-    ends = (
-        f"FROM hrb_stage_edges s JOIN {g}.base a ON {_entity('a')} = s.src_ag::agtype "
-        f"JOIN {g}.base b ON {_entity('b')} = s.tgt_ag::agtype"
+    names = {e for r in rows for e in r[:2]}
+    unknown = sorted(n for n in names if n not in known.ids)
+    found = await vertex_ids(conn, graph, unknown) if unknown else {}
+    known.add(found)
+    ids = {n: found.get(n) or known.ids.get(n) for n in names}
+    ids = {n: i for n, i in ids.items() if i is not None}
+    missing = [f"{a} - {b}" for a, b, _ in rows if a not in ids or b not in ids]
+    if missing:
+        raise TargetError(
+            f"graph {graph}: {len(missing)} edge(s) name a node that is not in the graph "
+            f"(first: {missing[0]}); add the node to the source graph or remove the edge"
+        )
+    starts = [ids[a] for a, _, _ in rows]
+    ends = [ids[b] for _, b, _ in rows]
+    await conn.execute(
+        f'DELETE FROM {g}."DIRECTED" e USING unnest($1::text[], $2::text[]) AS p(a, b) '
+        f"WHERE (e.start_id = p.a::graphid AND e.end_id = p.b::graphid) "
+        f"OR (e.start_id = p.b::graphid AND e.end_id = p.a::graphid)",
+        starts, ends,
     )
     await conn.execute(
-        f'DELETE FROM {g}."DIRECTED" e USING (SELECT a.id AS a_id, b.id AS b_id {ends}) p '
-        f"WHERE (e.start_id = p.a_id AND e.end_id = p.b_id) OR (e.start_id = p.b_id AND e.end_id = p.a_id)"
+        f'INSERT INTO {g}."DIRECTED" (start_id, end_id, properties) '
+        f"SELECT p.a::graphid, p.b::graphid, p.props::agtype FROM unnest($1::text[], $2::text[], $3::text[]) AS p(a, b, props)",
+        starts, ends, [r[2] for r in rows],
     )
-    status = await conn.execute(
-        f'INSERT INTO {g}."DIRECTED" (start_id, end_id, properties) SELECT a.id, b.id, s.props::agtype {ends}'
-    )
-    inserted = int(status.split()[-1])
-    if inserted != len(rows):
-        missing = await conn.fetchval(
-            f"SELECT s.src_ag || ' - ' || s.tgt_ag FROM hrb_stage_edges s WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {g}.base a WHERE {_entity('a')} = s.src_ag::agtype) OR NOT EXISTS "
-            f"(SELECT 1 FROM {g}.base b WHERE {_entity('b')} = s.tgt_ag::agtype) LIMIT 1"
-        )
-        raise TargetError(
-            f"graph {graph}: {len(rows) - inserted} edge(s) name a node that is not in the graph "
-            f"(first: {missing}); add the node to the source graph or remove the edge"
-        )
 
 
 async def read_nodes(conn: asyncpg.Connection, graph: str, after: Optional[str], limit: int) -> List[Tuple[str, Dict[str, Any]]]:

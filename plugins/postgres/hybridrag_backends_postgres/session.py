@@ -13,6 +13,7 @@ bounded by the batch size. Payloads come back in the JSON reader's shape (see co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
@@ -52,9 +53,15 @@ class PostgresSession(BackendSession):
         self.lock_conn: Optional[asyncpg.Connection] = None
         self.vector_tables: Dict[str, str] = {}
         self._stages: set = set()
+        self._vertex_ids = age.VertexIds()
+        self._new_vertices: Dict[str, str] = {}
         extra = config.extra_options or {}
         self.retry_attempts = int(extra.get("retry_attempts", 6))
         self.retry_backoff = float(extra.get("retry_backoff", 0.5))
+        # vector index builds run on their own connections while the next stores load
+        self._vector_dims: Dict[str, int] = {}
+        self._builds: Dict[str, "asyncio.Task[None]"] = {}
+        self._build_slots = asyncio.Semaphore(max(1, int(extra.get("index_builds", 1))))
 
     # -- connections -----------------------------------------------------------
 
@@ -64,6 +71,12 @@ class PostgresSession(BackendSession):
         self._stages = set()
 
     async def close(self) -> None:
+        for task in self._builds.values():
+            task.cancel()  # asyncpg sends the server a cancel request; the build is rolled back
+        for task in self._builds.values():
+            with contextlib.suppress(BaseException):
+                await task
+        self._builds = {}
         for c in (self.conn, self.lock_conn):
             if c is not None and not c.is_closed():
                 try:
@@ -236,6 +249,15 @@ class PostgresSession(BackendSession):
             return False
         return not await age.count(self.conn, self.graph, "base")
 
+    def copy_order(self, stores: List[StoreInfo]) -> List[StoreInfo]:
+        # text_chunks first (VDB_CHUNKS takes chunk_order_index / tokens from it), then the vector
+        # stores, whose index builds (most of the time of a load) then overlap the remaining stores.
+        def rank(s: StoreInfo) -> int:
+            if s.kind is StoreKind.KV and s.namespace == "text_chunks":
+                return 0
+            return 1 if s.kind is StoreKind.VECTOR else 2
+        return sorted(stores, key=rank)  # stable: the rest keep their order (nodes before edges)
+
     async def _require_extensions(self) -> None:
         from .health import validate
 
@@ -262,6 +284,7 @@ class PostgresSession(BackendSession):
                 vectors[s.namespace] = dim
             elif s.kind in (StoreKind.KV, StoreKind.DOC_STATUS) and s.namespace not in naming.KV_TABLES and s.namespace != "doc_status":
                 pass  # extra KV store: hybridrag_extra_kv
+        self._vector_dims = vectors
         graph = any(s.kind in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES) for s in stores)
         self.vector_tables = await create_schema(
             self.config, self.ws, [*STANDARD_KV_NAMESPACES, "doc_status"], vectors, graph)
@@ -293,7 +316,14 @@ class PostgresSession(BackendSession):
         # Maintaining HNSW row by row is ~100x slower than building it once after the load.
         await self.conn.execute(f"DROP INDEX IF EXISTS {self._index_name(table)}")
 
+    def _start_index_build(self, namespace: str, job: MigrationJob) -> None:
+        table = self.vector_tables[namespace]
+        if table not in self._builds:
+            self._builds[table] = asyncio.create_task(self._build_vector_index(table, self._vector_dims[namespace], job))
+
     async def _build_vector_index(self, table: str, dim: int, job: MigrationJob) -> None:
+        """CREATE INDEX on a connection of its own (one build at a time, ``index_builds`` to change),
+        then ANALYZE. A build cut short is rolled back by the server; the next run builds it again."""
         extra = self.config.extra_options or {}
         if str(extra.get("defer_index", "")).lower() in ("1", "true", "yes"):
             return  # LightRAG creates it on its next initialize()
@@ -313,9 +343,48 @@ class PostgresSession(BackendSession):
         else:
             method = (f"hnsw (content_vector vector_cosine_ops) "
                       f"WITH (m = {self.config.hnsw_m}, ef_construction = {self.config.hnsw_ef})")
-        async with self.conn.transaction():
-            await self.conn.execute(f"SET LOCAL maintenance_work_mem = '{mem}'")
-            await self.conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING {method}")
+        async with self._build_slots:
+            delay = self.retry_backoff
+            for attempt in range(self.retry_attempts + 1):
+                conn = None
+                try:
+                    conn = await connect(self.config, vectors=False)
+                    async with conn.transaction():
+                        # a build whose client died (SIGKILL) stops within seconds instead of running
+                        # on, holding the table, until it would find out at COMMIT (PostgreSQL 14+)
+                        await conn.execute(f"SET LOCAL maintenance_work_mem = '{mem}'; "
+                                           f"SET LOCAL client_connection_check_interval = '2s'")
+                        await conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING {method}")
+                    await conn.execute(f"ANALYZE {table}")
+                    return
+                except RETRYABLE as exc:  # a server restart: the build was rolled back, start it again
+                    if attempt == self.retry_attempts:
+                        raise MigrationInterrupted(
+                            f"lost the connection to {where(self.config)} while building the vector index of "
+                            f"{table} and could not reconnect after {self.retry_attempts} tries "
+                            f"({type(exc).__name__}: {redact(exc)}); the rows are in place; resume with "
+                            f"--resume {job.job_id} to build it") from exc
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 8.0)
+                finally:
+                    if conn is not None and not conn.is_closed():
+                        with contextlib.suppress(Exception):
+                            await conn.close(timeout=5)
+
+    async def _finish_index_builds(self, job: MigrationJob) -> None:
+        for ns in self._vector_dims:  # a resumed job: stores finished by the interrupted run too
+            self._start_index_build(ns, job)
+        results = await asyncio.gather(*self._builds.values(), return_exceptions=True)
+        failed = [(t, r) for t, r in zip(self._builds, results) if isinstance(r, BaseException)]
+        self._builds = {}
+        if failed:
+            table, exc = failed[0]
+            if isinstance(exc, (TargetError, MigrationInterrupted)):
+                raise exc
+            raise TargetError(
+                f"building the vector index of {table} on {where(self.config)} failed: {type(exc).__name__}: "
+                f"{redact(exc)}; the rows are in place: fix the cause (e.g. maintenance_work_mem, disk space) "
+                f"and resume the job to build it again") from exc
 
     async def write_batch(self, store: StoreInfo, records: List[Record], job: MigrationJob) -> None:
         # A key twice in one batch (a JSON object with a duplicate key): the last one wins, as in
@@ -324,9 +393,11 @@ class PostgresSession(BackendSession):
         delay = self.retry_backoff
         for attempt in range(self.retry_attempts + 1):
             try:
+                self._new_vertices = {}
                 async with self.conn.transaction():
                     await self._write(store, records)
                     await self._save_job(job)
+                self._vertex_ids.add(self._new_vertices)  # known only once committed
                 return
             except RETRYABLE as exc:
                 if attempt == self.retry_attempts:
@@ -352,15 +423,16 @@ class PostgresSession(BackendSession):
 
     async def _write(self, store: StoreInfo, records: List[Record]) -> None:
         if store.kind is StoreKind.GRAPH_NODES:
-            await age.ensure_stages(self.conn)
+            if "hrb_stage_nodes" not in self._stages:
+                await age.ensure_stages(self.conn)
+                self._stages.add("hrb_stage_nodes")
             rows, overlays = age.node_rows(records)
-            await age.upsert_nodes(self.conn, self.graph, rows)
+            self._new_vertices = await age.upsert_nodes(self.conn, self.graph, rows)
             await self._replace_overlays(store, [r.key for r in records], overlays)
             return
         if store.kind is StoreKind.GRAPH_EDGES:
-            await age.ensure_stages(self.conn)
-            await age.upsert_edges(self.conn, self.graph, age.edge_rows(records))
-            await self._replace_overlays(store, [r.key for r in records], [])
+            # every edge attribute fits its agtype properties: edges never have an overlay row
+            await age.upsert_edges(self.conn, self.graph, age.edge_rows(records), self._vertex_ids)
             return
         table = self._table(store)
         keys = [r.key for r in records]
@@ -374,10 +446,19 @@ class PostgresSession(BackendSession):
             return
         vector = store.kind is StoreKind.VECTOR
         spec = cols.columns_for(store.namespace, vector)
-        derived = ("full_doc_id",) if vector and store.namespace == "chunks" else ()
+        chunks = vector and store.namespace == "chunks"
+        derived = ("full_doc_id",) if chunks else ()
         names = ["workspace", "id", *[c.column for c in spec]]
         if vector:
             names += ["content_vector", "update_time"]
+        from_chunk: Dict[str, Any] = {}
+        if chunks:
+            # VDB_CHUNKS carries full_doc_id / chunk_order_index / tokens; NanoVectorDB lacks the last
+            # two, LightRAG writes them from the chunk (text_chunks is migrated first).
+            names += ["chunk_order_index", "tokens"]
+            from_chunk = {r["id"]: r for r in await self.conn.fetch(
+                f"SELECT id, full_doc_id, chunk_order_index, tokens FROM {naming.KV_TABLES['text_chunks']} "
+                f"WHERE workspace = $1 AND id = ANY($2::text[])", self.ws, keys)}
         rows, overlays = [], []
         for r in records:
             values, overlay = cols.split(r.payload, spec, derived)
@@ -386,29 +467,36 @@ class PostgresSession(BackendSession):
                 if r.vector is None:
                     raise TargetError(f"{store.name} record {r.key!r} has no vector")
                 row += [np.asarray(r.vector, dtype=np.float32), values.get("create_time")]
+            if chunks:
+                c = from_chunk.get(r.key)
+                if c is not None and values.get("full_doc_id") is None:
+                    row[names.index("full_doc_id")] = c["full_doc_id"]
+                row += [c["chunk_order_index"], c["tokens"]] if c is not None else [None, None]
             rows.append(tuple(row))
             if overlay:
                 overlays.append((r.key, overlay))
+        await self._copy_rows(table, names, keys, rows)
+        await self._replace_overlays(store, keys, overlays)
+
+    async def _copy_rows(self, table: str, names: List[str], keys: List[str], rows: List[tuple]) -> None:
+        """COPY ``rows`` into ``table``: straight in when none of the keys is there yet (a fresh load:
+        one write per row), else through a temp table merged with INSERT ... ON CONFLICT DO UPDATE."""
+        present = await self.conn.fetchval(
+            f"SELECT count(*) FROM {table} WHERE workspace = $1 AND id = ANY($2::text[])", self.ws, keys)
+        if not present:
+            await self.conn.copy_records_to_table(table.lower(), records=rows, columns=names)
+            return
         stage = f"hrb_stage_{table.lower()}"
         if stage not in self._stages:
             await self.conn.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
             self._stages.add(stage)
         await self.conn.copy_records_to_table(stage, records=rows, columns=names)
-        select = ", ".join(f"s.{n}" for n in names)
-        insert_cols = ", ".join(names)
-        join = ""
-        if vector and store.namespace == "chunks":
-            # VDB_CHUNKS carries full_doc_id / chunk_order_index / tokens; NanoVectorDB lacks the last two.
-            select = select.replace("s.full_doc_id", "COALESCE(s.full_doc_id, c.full_doc_id)")
-            select += ", c.chunk_order_index, c.tokens"
-            insert_cols += ", chunk_order_index, tokens"
-            join = f"LEFT JOIN {naming.KV_TABLES['text_chunks']} c ON c.workspace = s.workspace AND c.id = s.id"
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in insert_cols.split(", ") if c not in ("workspace", "id"))
+        cols_sql = ", ".join(names)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in names if c not in ("workspace", "id"))
         await self.conn.execute(
-            f"INSERT INTO {table} ({insert_cols}) SELECT {select} FROM {stage} s {join} "
+            f"INSERT INTO {table} ({cols_sql}) SELECT {cols_sql} FROM {stage} "
             f"ON CONFLICT (workspace, id) DO UPDATE SET {updates}")
-        await self._replace_overlays(store, keys, overlays)
 
     async def _replace_overlays(self, store: StoreInfo, keys: List[str], overlays: List[tuple]) -> None:
         await self.conn.execute(
@@ -421,11 +509,11 @@ class PostgresSession(BackendSession):
 
     async def finish_store(self, store: StoreInfo, job: MigrationJob) -> None:
         if store.kind is StoreKind.VECTOR:
-            dim = store.embedding_dim or self.config.embedding_dim or 0
-            await self._build_vector_index(self.vector_tables[store.namespace], dim, job)
-            await self.conn.execute(f"ANALYZE {self.vector_tables[store.namespace]}")
+            # Building HNSW takes longer than loading the rows: it runs while the next stores load.
+            self._start_index_build(store.namespace, job)
 
     async def finish_target(self, job: MigrationJob) -> None:
+        await self._finish_index_builds(job)
         await self.conn.execute("ANALYZE")
 
     # -- jobs ------------------------------------------------------------------
