@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import re
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Tuple
 
 import asyncpg
 import numpy as np
@@ -208,13 +208,9 @@ class PostgresSession(BackendSession):
             return [Record(store.name, p["entity_id"], cols.apply_overlay(p, overlays.get(p["entity_id"])), cursor=gid)
                     for gid, p in rows]
         if store.kind is StoreKind.GRAPH_EDGES:
-            out = []
-            for gid, src, tgt, props in await age.read_edges(self.conn, self.graph, after, n):
-                out.append(Record(store.name, _edge_key(src, tgt), {**props, "source": src, "target": tgt}, cursor=gid))
-            overlays = await self._overlays(store, [r.key for r in out])
-            for r in out:
-                r.payload = cols.apply_overlay(r.payload, overlays.get(r.key))
-            return out
+            # edges never have overlay rows (see _write): their properties are the record
+            return [Record(store.name, _edge_key(src, tgt), {**props, "source": src, "target": tgt}, cursor=gid)
+                    for gid, src, tgt, props in await age.read_edges(self.conn, self.graph, after, n)]
         table = self._table(store)
         cond = "AND t.id > $2" if after is not None else ""
         args: List[Any] = [self.ws] + ([after] if after is not None else [])
@@ -343,33 +339,23 @@ class PostgresSession(BackendSession):
         else:
             method = (f"hnsw (content_vector vector_cosine_ops) "
                       f"WITH (m = {self.config.hnsw_m}, ef_construction = {self.config.hnsw_ef})")
-        async with self._build_slots:
-            delay = self.retry_backoff
-            for attempt in range(self.retry_attempts + 1):
-                conn = None
-                try:
-                    conn = await connect(self.config, vectors=False)
-                    async with conn.transaction():
-                        # a build whose client died (SIGKILL) stops within seconds instead of running
-                        # on, holding the table, until it would find out at COMMIT (PostgreSQL 14+)
-                        await conn.execute(f"SET LOCAL maintenance_work_mem = '{mem}'; "
-                                           f"SET LOCAL client_connection_check_interval = '2s'")
-                        await conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING {method}")
-                    await conn.execute(f"ANALYZE {table}")
-                    return
-                except RETRYABLE as exc:  # a server restart: the build was rolled back, start it again
-                    if attempt == self.retry_attempts:
-                        raise MigrationInterrupted(
-                            f"lost the connection to {where(self.config)} while building the vector index of "
-                            f"{table} and could not reconnect after {self.retry_attempts} tries "
-                            f"({type(exc).__name__}: {redact(exc)}); the rows are in place; resume with "
-                            f"--resume {job.job_id} to build it") from exc
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 8.0)
-                finally:
-                    if conn is not None and not conn.is_closed():
-                        with contextlib.suppress(Exception):
-                            await conn.close(timeout=5)
+        async def build() -> None:
+            conn = await connect(self.config, vectors=False)
+            try:
+                async with conn.transaction():
+                    # a build whose client died (SIGKILL) stops within seconds instead of running on,
+                    # holding the table, until it would find out at COMMIT (PostgreSQL 14+)
+                    await conn.execute(f"SET LOCAL maintenance_work_mem = '{mem}'; "
+                                       f"SET LOCAL client_connection_check_interval = '2s'")
+                    await conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING {method}")
+                await conn.execute(f"ANALYZE {table}")
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=5)
+
+        async with self._build_slots:  # a server restart rolls the build back: it starts again
+            await self._retrying(build, f"building the vector index of {table}",
+                                 f"the rows are in place; resume with --resume {job.job_id} to build it")
 
     async def _finish_index_builds(self, job: MigrationJob) -> None:
         for ns in self._vector_dims:  # a resumed job: stores finished by the interrupted run too
@@ -390,25 +376,38 @@ class PostgresSession(BackendSession):
         # A key twice in one batch (a JSON object with a duplicate key): the last one wins, as in
         # LightRAG's json.load; ON CONFLICT cannot touch a row twice in one statement.
         records = list({r.key: r for r in records}.values())
+
+        async def write() -> None:
+            self._new_vertices = {}
+            async with self.conn.transaction():
+                await self._write(store, records)
+                await self._save_job(job)
+            self._vertex_ids.add(self._new_vertices)  # known only once committed
+
+        await self._retrying(
+            write, f"writing {store.name}",
+            f"the checkpoint of the last committed batch is saved; resume with --resume {job.job_id}",
+            on_retry=self._reconnect)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[None]], doing: str, then: str,
+                        on_retry: Optional[Callable[[], Awaitable[None]]] = None) -> None:
+        """Run ``attempt``; when the connection is lost, wait (``retry_backoff`` doubling up to 8 s),
+        call ``on_retry`` and run it again; after ``retry_attempts`` retries raise MigrationInterrupted
+        (exit 5) saying what was being done and ``then``, what the user can do."""
         delay = self.retry_backoff
-        for attempt in range(self.retry_attempts + 1):
+        for n in range(self.retry_attempts + 1):
             try:
-                self._new_vertices = {}
-                async with self.conn.transaction():
-                    await self._write(store, records)
-                    await self._save_job(job)
-                self._vertex_ids.add(self._new_vertices)  # known only once committed
-                return
+                return await attempt()
             except RETRYABLE as exc:
-                if attempt == self.retry_attempts:
+                if n == self.retry_attempts:
                     raise MigrationInterrupted(
-                        f"lost the connection to {where(self.config)} while writing {store.name} and could not "
-                        f"reconnect after {self.retry_attempts} tries ({type(exc).__name__}: {redact(exc)}); "
-                        f"the checkpoint of the last committed batch is saved; resume with --resume {job.job_id}"
+                        f"lost the connection to {where(self.config)} while {doing} and could not reconnect "
+                        f"after {self.retry_attempts} tries ({type(exc).__name__}: {redact(exc)}); {then}"
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 8.0)
-                await self._reconnect()
+                if on_retry is not None:
+                    await on_retry()
 
     async def _reconnect(self) -> None:
         for c in (self.conn, self.lock_conn):
