@@ -55,15 +55,16 @@ async def _admin(url: str, sql: str) -> None:
 
 
 @contextlib.contextmanager
-def _fresh_database(pg_url: str):
-    """A new database (vector + age created), dropped afterwards."""
+def _fresh_database(pg_url: str, extensions: bool = True):
+    """A new database (vector + age created unless ``extensions`` is false), dropped afterwards."""
     import asyncio
 
     name = f"hrb_test_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(pg_url, f"CREATE DATABASE {name}"))
+    asyncio.run(_admin(pg_url, f"CREATE DATABASE {name} TEMPLATE template0"))
     url = with_database(pg_url, name)
     try:
-        asyncio.run(_admin(url, "CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS age"))
+        if extensions:
+            asyncio.run(_admin(url, "CREATE EXTENSION IF NOT EXISTS vector; CREATE EXTENSION IF NOT EXISTS age"))
         yield url
     finally:
         asyncio.run(_admin(pg_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -80,6 +81,13 @@ def pg_module_db(pg_url):
 def pg_fresh_db(pg_url):
     """A fresh database for one test (for checks that look at the whole database, e.g. its indexes)."""
     with _fresh_database(pg_url) as url:
+        yield url
+
+
+@pytest.fixture
+def pg_bare_db(pg_url):
+    """A fresh database without the vector and age extensions."""
+    with _fresh_database(pg_url, extensions=False) as url:
         yield url
 
 

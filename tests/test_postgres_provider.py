@@ -70,24 +70,11 @@ def test_unreachable_server_gives_fix_and_no_password():
     assert not m.is_connected and m.health == "error" and "s3cretpw" not in str(m.warnings)
 
 
-def test_missing_extension_reported_with_fix(pg_url):
-    name = f"hrb_noext_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql, url=pg_url):
-        c = await asyncpg.connect(url)
-        try:
-            await c.execute(sql)
-        finally:
-            await c.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {name} TEMPLATE template0"))
-    try:
-        url = pg_url.rsplit("/", 1)[0] + "/" + name
-        checks = {c.name: c for c in asyncio.run(get_provider("postgres").validate(get_provider("postgres").config_from_target(url)))}
-        assert not checks["extension vector"].ok and "CREATE EXTENSION vector" in checks["extension vector"].fix
-        assert not checks["extension age"].ok
-    finally:
-        asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
+def test_missing_extension_reported_with_fix(pg_bare_db):
+    provider = get_provider("postgres")
+    checks = {c.name: c for c in asyncio.run(provider.validate(provider.config_from_target(pg_bare_db)))}
+    assert not checks["extension vector"].ok and "CREATE EXTENSION vector" in checks["extension vector"].fix
+    assert not checks["extension age"].ok
 
 
 def _migrate(src_dir: Path, url: str, ws: str, **kw):
@@ -161,23 +148,9 @@ def test_cli_migration_shows_no_password_anywhere(pg_module_db, tmp_path, _isola
     assert any('"status": "completed"' in r or "'completed'" in r for r in rows)
 
 
-def test_target_without_extensions_is_refused_with_fix(pg_url):
-    name = f"hrb_noext_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql):
-        c = await asyncpg.connect(pg_url)
-        try:
-            await c.execute(sql)
-        finally:
-            await c.close()
-
-    asyncio.run(admin(f"CREATE DATABASE {name} TEMPLATE template0"))
-    try:
-        url = pg_url.rsplit("/", 1)[0] + "/" + name
-        with pytest.raises(TargetError, match="CREATE EXTENSION vector"):
-            _migrate(REALDATA / "macking3__lucaOS__rag_storage", url, "noext")
-    finally:
-        asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
+def test_target_without_extensions_is_refused_with_fix(pg_bare_db):
+    with pytest.raises(TargetError, match="CREATE EXTENSION vector"):
+        _migrate(REALDATA / "macking3__lucaOS__rag_storage", pg_bare_db, "noext")
 
 
 @pytest.mark.parametrize("batches,expected", [
