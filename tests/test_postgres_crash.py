@@ -35,7 +35,7 @@ def _cli(*args: str) -> list:
 def test_sigkill_at_random_points_then_resume_ends_equal(pg_module_db, tmp_path):
     ws = f"crash_{uuid.uuid4().hex[:8]}"
     base = ["--from", str(SOURCE), "--to", f"{pg_module_db}?embedding_model={MODEL}", "--target-workspace", ws,
-            "--batch-size", "3"]
+            "--batch-size", "1"]  # one record per commit: many crash points, and a copy long enough to land 5+ kills
     rng = random.Random(int(os.environ.get("HYBRIDRAG_CRASH_SEED", "1234")))
     kills, first, rc = 0, True, None
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -43,7 +43,7 @@ def test_sigkill_at_random_points_then_resume_ends_equal(pg_module_db, tmp_path)
         args = base if first else [*base, "--resume"]
         proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
         if kills < 6:
-            time.sleep(rng.uniform(1.0, 2.2))  # start-up takes ~1 s, the whole copy ~8 s
+            time.sleep(rng.uniform(1.0, 2.2))  # start-up takes ~1.5 s, the whole run ~8 s
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
