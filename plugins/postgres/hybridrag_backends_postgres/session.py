@@ -528,10 +528,11 @@ class PostgresSession(BackendSession):
                     completed_at = EXCLUDED.completed_at, total_records = EXCLUDED.total_records,
                     migrated_records = EXCLUDED.migrated_records, failed_records = EXCLUDED.failed_records,
                     last_error = EXCLUDED.last_error, checkpoints = EXCLUDED.checkpoints, job = EXCLUDED.job""",
-            job.job_id, redact(job.database_name)[:255], d["source_backend"], d["target_backend"], d["status"],
+            job.job_id, d["database_name"][:255], d["source_backend"], d["target_backend"], d["status"],
             _naive(job.started_at), _naive(job.completed_at), job.total_records, job.migrated_records,
-            job.failed_records, redact(job.last_error) if job.last_error else None,
-            orjson.dumps(d["checkpoints"]).decode(), _naive(job.created_at), self.ws, redact(orjson.dumps(d).decode()),
+            job.failed_records, d["last_error"] or None,
+            # to_dict() redacted the messages field by field; the rest (record keys) is data, kept as is
+            orjson.dumps(d["checkpoints"]).decode(), _naive(job.created_at), self.ws, orjson.dumps(d).decode(),
         )
 
     async def save_job(self, job: MigrationJob) -> None:
