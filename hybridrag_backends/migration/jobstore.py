@@ -13,7 +13,7 @@ import os
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Set
 
 import orjson
 from filelock import FileLock, Timeout
@@ -93,11 +93,20 @@ def append_rejects(job_id: str, rejected: Iterable[RejectedRecord]) -> int:
     path = _ready_dir(job_id) / REJECTS_FILE
     with open(path, "ab") as fh:
         for r in rejected:
-            line = {"store": r.store, "key": r.key, "reason": r.reason, "location": r.location}
+            line = {"store": r.store, "key": r.key, "reason": r.reason, "location": r.location, "side": r.side}
             fh.write(orjson.dumps(line) + b"\n")
         fh.flush()
         os.fsync(fh.fileno())
         return fh.tell()
+
+
+def target_refused_keys(job_id: str) -> Dict[str, Set[str]]:
+    """store -> keys the target refused (side "target"): records verification must not expect there."""
+    refused: Dict[str, Set[str]] = {}
+    for line in read_rejects(job_id):
+        if line.get("side") == "target" and line.get("key") is not None:
+            refused.setdefault(line["store"], set()).add(line["key"])
+    return refused
 
 
 def truncate_rejects(job_id: str, size: int) -> None:

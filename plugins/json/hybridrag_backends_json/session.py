@@ -68,6 +68,10 @@ class JsonSession(BackendSession):
             raise SourceError(f"{path} does not exist; the store {store.name} is not in this working dir")
         return path
 
+    def store_location(self, store: StoreInfo) -> Path:
+        """The file a store is read from (where a record the target refused must be fixed)."""
+        return self._path(store)
+
     def store_bytes(self, store: StoreInfo) -> Optional[int]:
         if store.kind is StoreKind.GRAPH_EDGES:
             return None  # one file holds both graph stores: its size is given with the nodes

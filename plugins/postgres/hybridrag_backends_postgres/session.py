@@ -26,7 +26,8 @@ from hybridrag_backends.errors import ConnectionFailure, MigrationInterrupted, S
 from hybridrag_backends.migration.job import MigrationJob
 from hybridrag_backends.models import BackendConfig
 from hybridrag_backends.provider import (
-    GRAPH_NAMESPACE, STANDARD_KV_NAMESPACES, BackendSession, ReadBatch, Record, StoreInfo, StoreKind,
+    GRAPH_NAMESPACE, STANDARD_KV_NAMESPACES, BackendSession, ReadBatch, Record, RejectedRecord, StoreInfo,
+    StoreKind,
 )
 from hybridrag_backends.secrets import redact
 
@@ -371,6 +372,31 @@ class PostgresSession(BackendSession):
                 f"building the vector index of {table} on {where(self.config)} failed: {type(exc).__name__}: "
                 f"{redact(exc)}; the rows are in place: fix the cause (e.g. maintenance_work_mem, disk space) "
                 f"and resume the job to build it again") from exc
+
+    def screen(self, store: StoreInfo, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
+        """Refuse, by name, what PostgreSQL would refuse for the whole batch: a NUL character in the key or
+        in a value a LightRAG column or AGE holds, a key longer than LightRAG's id column, a chunk id
+        longer than VDB chunk_ids' elements, a vector that is missing or not finite (pgvector)."""
+        if store.kind in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES):
+            kind = "graph"
+        elif store.kind is StoreKind.VECTOR:
+            kind = "vector"
+        else:
+            kind = "kv" if cols.table_for(store.namespace) else "extra"
+        kept: List[Record] = []
+        refused: List[RejectedRecord] = []
+        for r in records:
+            reason = cols.refusal(store.namespace, kind, r.key, r.payload)
+            if reason is None and kind == "vector":
+                if r.vector is None:
+                    reason = "the record has no vector"
+                elif not np.isfinite(np.asarray(r.vector, dtype=np.float32)).all():
+                    reason = "the vector holds NaN or infinite values, which pgvector cannot store"
+            if reason is None:
+                kept.append(r)
+            else:
+                refused.append(RejectedRecord(store.name, r.key, reason, cursor=r.position, side="target"))
+        return kept, refused
 
     async def write_batch(self, store: StoreInfo, records: List[Record], job: MigrationJob) -> None:
         # A key twice in one batch (a JSON object with a duplicate key): the last one wins, as in
