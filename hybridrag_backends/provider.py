@@ -212,6 +212,13 @@ class BackendSession(abc.ABC):
     async def is_empty(self) -> bool:
         raise NotImplementedError(f"{type(self).__name__} cannot be a migration target")
 
+    async def lock_target(self, job_id: str) -> None:  # noqa: B027 - optional
+        """Claim the target for the migration ``job_id`` until the session closes, so that two migrations
+        never write into one target at once; raise TargetBusy (naming the job holding it) when another
+        migration has it. The engine calls it before the job exists (a refused run leaves no job); a
+        lock must die with its process (OS file lock, server session lock) so a killed run blocks
+        nothing and ``--resume`` works."""
+
     async def prepare_target(self, stores: List[StoreInfo], job: "MigrationJob", *, force: bool) -> None:
         """Get ready to receive ``stores`` (create schema, defer indexes, clean a resumed partial write).
 

@@ -374,9 +374,9 @@ def _as_target_error(exc: BaseException, doing: str) -> BaseException:
     return TargetError(f"{doing}: {type(exc).__name__}: {redact(exc)}")
 
 
-def _new_job(source: ResolvedTarget, target: ResolvedTarget, plan: MigrationPlan, batch_size: int) -> MigrationJob:
+def _new_job(source: ResolvedTarget, target: ResolvedTarget, plan: MigrationPlan, batch_size: int, job_id: str) -> MigrationJob:
     job = MigrationJob(
-        job_id=jobstore.new_job_id(),
+        job_id=job_id,
         database_name=source.name or source.location,
         source_backend=source.provider.name,
         target_backend=target.provider.name,
@@ -447,13 +447,19 @@ async def migrate(
             return MigrationResult(plan)
         if stop is not None and stop.is_set():
             raise MigrationInterrupted("interrupted while planning, before anything was copied; nothing to resume")
+        new_id = jobstore.new_job_id()
+        # One migration per target at a time, claimed before a job exists: a second run stops here (exit 2,
+        # naming the job that holds the target) and leaves no job behind.
+        jobstore.ensure_jobs_dir()  # a home that cannot hold the job fails before the target is touched
+        await dst.lock_target(job.job_id if job is not None else new_id)
         if job is None:
+            plan.target_empty = await dst.is_empty()  # again, under the lock: a run that just ended may have filled it
             if not plan.target_empty and not force:
                 raise TargetError(
                     f"the target {target.location} already holds data; pass --force to replace its stores, "
                     f"or --resume to continue an interrupted migration"
                 )
-            job = _new_job(source, target, plan, batch_size)
+            job = _new_job(source, target, plan, batch_size, new_id)
             job.options.update(
                 force=force,
                 allow_rejects=allow_rejects,

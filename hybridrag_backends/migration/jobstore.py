@@ -46,9 +46,10 @@ def new_job_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def _ready_dir(job_id: str) -> Path:
-    """The job's folder, created; a HYBRIDRAG_HOME that cannot hold it is the user's to fix, not a bug."""
-    directory = job_dir(job_id)
+def _ready_dir(job_id: Optional[str] = None) -> Path:
+    """The job's folder (the jobs folder when ``job_id`` is None), created; a HYBRIDRAG_HOME that cannot
+    hold it is the user's to fix, not a bug."""
+    directory = job_dir(job_id) if job_id else jobs_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -57,6 +58,11 @@ def _ready_dir(job_id: str) -> Path:
             f"set HYBRIDRAG_HOME to a writable folder"
         ) from None
     return directory
+
+
+def ensure_jobs_dir() -> None:
+    """Fail now, with the fix, when HYBRIDRAG_HOME cannot hold job files (before anything is written)."""
+    _ready_dir()
 
 
 def save(job: MigrationJob) -> None:

@@ -22,7 +22,7 @@ import asyncpg
 import numpy as np
 import orjson
 
-from hybridrag_backends.errors import ConnectionFailure, MigrationInterrupted, SourceError, TargetError
+from hybridrag_backends.errors import ConnectionFailure, MigrationInterrupted, SourceError, TargetBusy, TargetError
 from hybridrag_backends.migration.job import MigrationJob
 from hybridrag_backends.models import BackendConfig
 from hybridrag_backends.provider import (
@@ -98,10 +98,26 @@ class PostgresSession(BackendSession):
         if not got:
             await self.lock_conn.close()
             self.lock_conn = None
-            raise TargetError(
-                f"another migration is writing into workspace {self.ws!r} of {where(self.config)}; "
-                f"wait for it to finish (see 'hybridrag-backends jobs') or use another --workspace"
+            holder = await self._running_job()
+            raise TargetBusy(
+                f"another migration{f' (job {holder})' if holder else ''} is writing into workspace {self.ws!r} "
+                f"of {where(self.config)}; wait for it to finish (see 'hybridrag-backends jobs') or use another "
+                f"--target-workspace"
             )
+
+    async def _running_job(self) -> Optional[str]:
+        """The newest in-progress job of this workspace, as its job row says (None when unknown)."""
+        try:
+            if not await self._table_exists(naming.JOBS_TABLE):
+                return None
+            return await self.conn.fetchval(
+                f"SELECT job_id FROM {naming.JOBS_TABLE} WHERE workspace = $1 AND status = 'in_progress' "
+                f"ORDER BY created_at DESC LIMIT 1", self.ws)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            return None
+
+    async def lock_target(self, job_id: str) -> None:
+        await self._lock_workspace()
 
     # -- discovery -------------------------------------------------------------
 
