@@ -28,6 +28,7 @@ _KEYVAL_PW = re.compile(
     r"""(?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S+)""",
     re.IGNORECASE,
 )
+_ALREADY_MASKED_TAIL = re.compile(r"""[\]'"(),.:;}]*""")
 _ENV_REF = re.compile(r"^\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}$")
 
 MASK = "***"
@@ -48,6 +49,8 @@ def redact(text: object) -> str:
         quote_char = value[0] if value[0] in "'\"" and len(value) > 1 and value[-1] == value[0] else ""
         if is_env_ref(value[1:-1] if quote_char else value):
             return m.group(0)
+        if value.startswith(MASK) and _ALREADY_MASKED_TAIL.fullmatch(value[len(MASK):]):
+            return m.group(0)  # masked before (a message redacted twice): keep the punctuation after it
         return f"{m.group('name')}{m.group('sep')}{quote_char}{MASK}{quote_char}"
 
     out = _URL_CRED.sub(_mask_userinfo, str(text))
@@ -77,8 +80,8 @@ def redact_fields(value: Any, fields: Collection[str]) -> Any:
 
 
 QUERY_PASSWORD_REFUSED = (
-    "a password in the query (?password=...) is not accepted; put it in the user-info part "
-    "(scheme://user:PASSWORD@host/...) or, better, name an environment variable there (user:${VAR}@host)"
+    "a 'password' query parameter is not accepted; give the password before the host, as USER:PASSWORD@HOST, "
+    "or better a variable there, as USER:${VAR}@HOST"
 )
 
 
