@@ -86,6 +86,13 @@ class TargetError(MigrationError):
     exit_code = 3
 
 
+class TargetBusy(TargetError):
+    """Another migration is writing into the same target (JSON folder, PostgreSQL workspace). Exit 2,
+    not 3: nothing was written and no job was created; the message names the job holding the target."""
+
+    exit_code = 2
+
+
 class VerificationFailed(MigrationError):
     exit_code = 4
 

@@ -143,6 +143,21 @@ class BackendConfig:
     embedding_model: Optional[str] = None  # LightRAG names PG vector tables after it
     embedding_dim: Optional[int] = None
 
+    def __repr__(self) -> str:
+        """The dataclass repr with secrets masked: the password (unless a ``${VAR}`` reference) and any
+        password inside a URI or an extra option. The fields themselves keep the real values."""
+        from .secrets import MASK, is_env_ref, redact_strings
+
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "postgres_password" and value is not None and not is_env_ref(value):
+                value = MASK
+            elif isinstance(value, (str, dict)) and not isinstance(value, Enum):
+                value = redact_strings(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     def __post_init__(self) -> None:
         self.backend_type = coerce_backend_type(self.backend_type)  # type: ignore[assignment]
         self.postgres_port = _check_int("postgres_port", self.postgres_port, 1, 65535)
@@ -236,7 +251,7 @@ def parse_postgres_uri(uri: str) -> Dict[str, Any]:
     """Split and validate a PostgreSQL URI; user, password and database come back decoded."""
     if not isinstance(uri, str):
         raise ConfigError("connection_string", "<not a string>", "must be a postgresql:// URI")
-    from .secrets import redact
+    from .secrets import QUERY_PASSWORD_REFUSED, query_password, redact
 
     shown = redact(uri)
     try:
@@ -248,6 +263,10 @@ def parse_postgres_uri(uri: str) -> Dict[str, Any]:
         raise ConfigError("connection_string", shown, "must start with postgresql:// or postgres://")
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError("connection_string", shown, "port must be from 1 to 65535")
+    if query_password(uri):
+        # Refused rather than used: the registry keeps a URI's password out of the file only in the
+        # user-info part (as a ${VAR} reference), and the URI is stored and shown elsewhere as is.
+        raise ConfigError("connection_string", shown, QUERY_PASSWORD_REFUSED)
     query = parse_qs(parts.query)
     sslmode = query.get("sslmode", [None])[-1]
     if sslmode is not None and sslmode not in SSL_MODES:

@@ -27,7 +27,7 @@ import abc
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Dict, List, Optional, Tuple
 
 if TYPE_CHECKING:  # numpy is only needed by vector stores at run time
     import numpy as np
@@ -137,6 +137,7 @@ class RejectedRecord:
     reason: str
     location: Optional[str] = None  # file and byte offset, table, ...
     cursor: Optional[str] = None
+    side: str = "source"  # "target": a good source record the target cannot hold (see BackendSession.screen)
 
 
 @dataclass
@@ -211,6 +212,13 @@ class BackendSession(abc.ABC):
     async def is_empty(self) -> bool:
         raise NotImplementedError(f"{type(self).__name__} cannot be a migration target")
 
+    async def lock_target(self, job_id: str) -> None:  # noqa: B027 - optional
+        """Claim the target for the migration ``job_id`` until the session closes, so that two migrations
+        never write into one target at once; raise TargetBusy (naming the job holding it) when another
+        migration has it. The engine calls it before the job exists (a refused run leaves no job); a
+        lock must die with its process (OS file lock, server session lock) so a killed run blocks
+        nothing and ``--resume`` works."""
+
     async def prepare_target(self, stores: List[StoreInfo], job: "MigrationJob", *, force: bool) -> None:
         """Get ready to receive ``stores`` (create schema, defer indexes, clean a resumed partial write).
 
@@ -224,6 +232,14 @@ class BackendSession(abc.ABC):
         written: the same stores, graph nodes still before edges. PostgreSQL loads the vector stores
         early so their index builds run while the other stores load."""
         return stores
+
+    def screen(self, store: StoreInfo, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
+        """Split a batch into the records this target can hold and those it cannot (a value or key its
+        storage refuses, e.g. a NUL character in PostgreSQL text), each rejected one with its reason,
+        ``cursor`` = the record's position and ``side="target"``. Called before the batch's checkpoint
+        is advanced; the rejected records go to the job's rejects file and verification does not expect
+        them in the target. Default: every record is accepted."""
+        return records, []
 
     async def write_batch(self, store: StoreInfo, records: List[Record], job: "MigrationJob") -> None:
         """Upsert ``records`` by key, then commit ``job`` (whose checkpoint for ``store`` already

@@ -14,6 +14,7 @@ from hybridrag_backends.errors import TargetError
 from hybridrag_backends.migration.job import MigrationCheckpoint, MigrationJob
 from hybridrag_backends.provider import Record, StoreInfo, StoreKind
 from hybridrag_backends_json.session import JsonSession
+from hybridrag_backends_json.writer import LOCK_FILE
 
 SRC = REALDATA / "macking3__lucaOS__rag_storage"
 
@@ -72,12 +73,15 @@ async def copy_with_crashes(tmp_path):
             if not p.name.startswith("."):
                 json.loads(p.read_text()) if p.suffix == ".json" else None
     await dst.finish_target(job)
+    await dst.close()
     return stores, data, target
 
 
 def test_resume_truncates_uncommitted_bytes_and_copies_exactly(tmp_path):
     stores, data, target = asyncio.run(copy_with_crashes(tmp_path))
-    assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in SRC.iterdir())  # no leftovers
+    # no leftovers, but the (empty) lock file filelock keeps on purpose
+    assert sorted(p.name for p in target.iterdir()) == sorted([LOCK_FILE, *(p.name for p in SRC.iterdir())])
+    assert (target / LOCK_FILE).stat().st_size == 0
     copy_session = JsonSession(str(target))
     for store in stores:
         got = asyncio.run(read_all(copy_session, store))
@@ -100,15 +104,17 @@ def test_crash_after_the_file_was_moved_into_place(tmp_path):
         commit(job, store, recs)
         saved = copy.deepcopy(job)
         await dst.finish_store(store, job)  # replaced... and the process dies before done is saved
+        await dst.close()  # dying, the process loses its OS file lock: close() drops it here
         again = JsonSession(str(tmp_path))
         await again.prepare_target([store], saved, force=False)
         await again.finish_store(store, saved)
         await again.finish_target(saved)
+        await again.close()
 
     asyncio.run(go())
     data = json.loads((tmp_path / "kv_store_full_docs.json").read_text())
     assert list(data) == ["d0", "d1", "d2"] and data["d1"] == {"content": "1", "_id": "d1"}
-    assert [p.name for p in tmp_path.iterdir()] == ["kv_store_full_docs.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "kv_store_full_docs.json"]
 
 
 def test_files_are_written_like_lightrag(tmp_path):
@@ -170,19 +176,19 @@ def test_non_empty_target_needs_force_and_force_replaces(tmp_path):
 
     async def go(force):
         job = new_job([store])
-        dst = JsonSession(str(tmp_path))
-        assert not await dst.is_empty()
-        await dst.prepare_target([store], job, force=force)
-        await dst.write_batch(store, [Record("full_docs", "new", {"content": "x"})], job)
-        # until the store is finished the old file is untouched
-        assert json.loads((tmp_path / "kv_store_full_docs.json").read_text()) == {"old": {}}
-        await dst.finish_store(store, job)
-        await dst.finish_target(job)
+        async with JsonSession(str(tmp_path)) as dst:
+            assert not await dst.is_empty()
+            await dst.prepare_target([store], job, force=force)
+            await dst.write_batch(store, [Record("full_docs", "new", {"content": "x"})], job)
+            # until the store is finished the old file is untouched
+            assert json.loads((tmp_path / "kv_store_full_docs.json").read_text()) == {"old": {}}
+            await dst.finish_store(store, job)
+            await dst.finish_target(job)
 
     with pytest.raises(TargetError, match="is not empty; use --force to replace it"):
         asyncio.run(go(False))
     asyncio.run(go(True))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["kv_store_full_docs.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "kv_store_full_docs.json"]
     assert list(json.loads((tmp_path / "kv_store_full_docs.json").read_text())) == ["new"]
 
 
@@ -195,15 +201,16 @@ def test_crash_after_an_empty_store_was_moved_into_place(tmp_path):
         dst = JsonSession(str(tmp_path))
         await dst.prepare_target([empty, full], job, force=False)
         await dst.finish_store(empty, job)  # ...and the process dies before the job is saved
-        again = JsonSession(str(tmp_path))
-        await again.prepare_target([empty, full], job, force=False)  # not "target is not empty"
-        await again.finish_store(empty, job)
-        await again.write_batch(full, [Record("text_chunks", "c", {"content": "x"}, cursor="0")], job)
-        await again.finish_store(full, job)
-        await again.finish_target(job)
+        await dst.close()  # dying, the process loses its OS file lock: close() drops it here
+        async with JsonSession(str(tmp_path)) as again:
+            await again.prepare_target([empty, full], job, force=False)  # not "target is not empty"
+            await again.finish_store(empty, job)
+            await again.write_batch(full, [Record("text_chunks", "c", {"content": "x"}, cursor="0")], job)
+            await again.finish_store(full, job)
+            await again.finish_target(job)
 
     asyncio.run(go())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["kv_store_full_docs.json", "kv_store_text_chunks.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "kv_store_full_docs.json", "kv_store_text_chunks.json"]
 
 
 def test_graphml_writer_keeps_what_networkx_reads_and_refuses_what_xml_cannot_hold(tmp_path):

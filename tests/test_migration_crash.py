@@ -157,3 +157,46 @@ def test_sigint_inside_the_first_store_then_resume(tmp_path, source):
 
 def test_a_second_sigint_still_ends_paused_with_exit_5_and_resumes_exactly(tmp_path, source):
     interrupt_and_resume(tmp_path, source, after_records=1000, signals=2)
+
+
+def test_a_second_migration_into_the_same_target_is_refused_naming_the_first(tmp_path, source):
+    """Two runs into one JSON target used to tear its files (issue 10, defect 2): now the second stops
+    before it creates a job (exit 2, naming the job that holds the target) and the first completes."""
+    home, target = tmp_path / "home", tmp_path / "dst"
+    base = ["migrate", "--from", str(source), "--to", str(target), "--batch-size", "2"]
+    first = subprocess.Popen(cli_args(*base), env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        job = None
+        while first.poll() is None and time.monotonic() < deadline:
+            job = read_job(home)
+            if job is not None and job["status"] == "in_progress" and committed(job) > 0:
+                break  # the first run is copying
+            time.sleep(POLL_S)
+        assert first.poll() is None and job is not None, "the first run ended before the second could start"
+        second = run_cli(home, *base)
+        first_out, first_err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    assert second.returncode == 2 and len(errors) == 1, second.stdout + second.stderr
+    assert f"another migration (job {job['job_id']}, process {first.pid}) is writing into {target}" in errors[0]
+    assert first.returncode == 0, first_err
+    assert read_working_dir(target) == read_working_dir(source)  # plain parse: every file whole and equal
+    jobs = json.loads(run_cli(home, "jobs", "--json").stdout)["jobs"]
+    assert [(j["job_id"], j["status"]) for j in jobs] == [(job["job_id"], "completed")]  # the refused run left none
+
+
+def test_a_lock_left_by_a_killed_run_blocks_nothing(tmp_path, source):
+    from hybridrag_backends_json.writer import LOCK_FILE
+
+    home, target = tmp_path / "home", tmp_path / "dst"
+    base = ["migrate", "--from", str(source), "--to", str(target), "--batch-size", "20"]
+    code, seen, out, err = run_until(home, base, lambda job: committed(job) >= 100, signal.SIGKILL)
+    assert seen is not None and code == -signal.SIGKILL, (code, err)
+    assert (target / LOCK_FILE).exists()  # left behind; the OS dropped the lock with the process
+    final = run_cli(home, *base, "--resume")
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert read_working_dir(target) == read_working_dir(source)

@@ -231,7 +231,8 @@ def test_rejects_are_recorded_and_job_not_completed():
     assert job.migrated_records == 149 and job.failed_records == 1
     assert job.verification["ok"]  # everything else arrived intact
     rejects = jobstore.read_rejects(job.job_id)
-    assert rejects == [{"store": "full_docs", "key": "doc-0010", "reason": "record is not an object", "location": "key doc-0010"}]
+    assert rejects == [{"store": "full_docs", "key": "doc-0010", "reason": "record is not an object", "location": "key doc-0010",
+                       "side": "source"}]
     # accepting the loss completes the job
     ok = run(migrate(target("a"), target("c"), batch_size=8, allow_rejects=True))
     assert ok.job.status is MigrationStatus.COMPLETED and ok.job.failed_records == 1
@@ -387,3 +388,23 @@ def test_null_attributes_a_graphml_target_cannot_hold_are_reported_before_copyin
     marker = {NULL_VALUED_FIELDS: "no null"}
     assert canonical(Record("s", "k", {"a": None, "b": 1}), marker) == canonical(Record("s", "k", {"b": 1}), marker)
     assert canonical(Record("s", "k", {"a": 0, "b": 1}), marker) != canonical(Record("s", "k", {"b": 1}), marker)
+
+
+def test_job_records_mask_messages_and_keep_record_keys_exactly():
+    """A job is redacted field by field (issue 10, defect 1): the old text-level redaction turned the
+    checkpoint key ``pwd=hunter2`` into ``pwd=***`` and ate the rest of the compact JSON."""
+    import orjson
+
+    from hybridrag_backends.migration.job import MigrationCheckpoint, MigrationJob
+
+    job = MigrationJob("j", "kb", "json", "postgres")
+    job.checkpoints = [MigrationCheckpoint("full_docs", "pwd=hunter2", 3, 3)]
+    job.verification = {"ok": False, "stores": {"full_docs": {"examples": ["password=x (content differs)"]}}}
+    job.options["notes"] = ["connect with PGPASSWORD=Zq9secret"]
+    job.last_error = "cannot connect to postgresql://me:Zq9secret@db/kb password=Zq9secret"
+    saved = orjson.loads(orjson.dumps(job.to_dict()))  # what the job file / row / document holds
+    assert saved["checkpoints"][0]["last_key"] == "pwd=hunter2"
+    assert saved["verification"]["stores"]["full_docs"]["examples"] == ["password=x (content differs)"]
+    assert "Zq9secret" not in orjson.dumps(saved).decode()
+    assert saved["last_error"] == "cannot connect to postgresql://me:***@db/kb password=***"
+    assert MigrationJob.from_dict(saved).checkpoint("full_docs").last_key == "pwd=hunter2"

@@ -157,6 +157,60 @@ def test_bad_connection_strings_are_named_and_redacted(uri, problem):
     assert ":p@" not in message  # the password is masked
 
 
+# -- secrets in reprs, text forms and URL queries (issue 10, defect 8) -------------------------------
+
+
+def test_backend_config_repr_masks_every_password_but_keeps_the_values():
+    pg = BackendConfig.from_connection_string("postgresql://me:Zq9-pg-pw@db.example:5432/kb")
+    mongo = BackendConfig(backend_type="mongodb", mongo_uri="mongodb://admin:Zq9-mongo-pw@m1,m2/kb",
+                          extra_options={"uri": "redis://:Zq9-extra-pw@r/0"})
+    for config, secret in ((pg, "Zq9-pg-pw"), (mongo, "Zq9-mongo-pw"), (mongo, "Zq9-extra-pw")):
+        shown = repr(config)
+        assert secret not in shown and secret not in str(config) and secret not in f"{[config]}"
+        assert shown.startswith("BackendConfig(backend_type=") and "***" in shown
+    assert "postgres_password='***'" in repr(pg) and "connection_string='postgresql://me:***@db.example:5432/kb'" in repr(pg)
+    assert pg.postgres_password == "Zq9-pg-pw"  # the dataclass API is unchanged: the field holds the value
+    assert pg == BackendConfig.from_connection_string("postgresql://me:Zq9-pg-pw@db.example:5432/kb")
+    ref = BackendConfig(postgres_password="${POSTGRES_PASSWORD}")
+    assert "postgres_password='${POSTGRES_PASSWORD}'" in repr(ref)  # a reference names a variable: shown
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("BackendConfig(postgres_password='Zq9hunter2', postgres_database='kb')",
+         "BackendConfig(postgres_password='***', postgres_database='kb')"),
+        ('{"postgres_password": "Zq9hun\\"ter2", "port": 5432}', '{"postgres_password": "***", "port": 5432}'),
+        ("export PGPASSWORD=Zq9hunter2; psql", "export PGPASSWORD=*** psql"),
+        ("MONGO_PASSWORD: Zq9hunter2", "MONGO_PASSWORD: ***"),
+        ("postgresql://db/kb?password=Zq9hunter2", "postgresql://db/kb?password=***"),
+        ("postgres_password='${POSTGRES_PASSWORD}'", "postgres_password='${POSTGRES_PASSWORD}'"),
+        ("--password-env DB_PW given", "--password-env DB_PW given"),
+        # a message redacted twice keeps the punctuation after a mask (the value is gone already)
+        ("invalid uri='postgresql://db/kb?password=***': no", "invalid uri='postgresql://db/kb?password=***': no"),
+        ("password=***Zq9hunter2", "password=***"),
+    ],
+)
+def test_redact_masks_every_password_pair_form(text, shown):
+    assert redact(text) == shown
+
+
+@pytest.mark.parametrize("uri", ["postgresql://me@db/kb?password=Zq9hunter2",
+                                 "postgres://db/kb?sslmode=require&PASSWORD=Zq9hunter2"])
+def test_a_password_in_the_url_query_is_refused_not_ignored(uri):
+    with pytest.raises(ConfigError) as info:
+        BackendConfig.from_connection_string(uri)
+    message = str(info.value)
+    assert "'password' query parameter is not accepted" in message and "USER:PASSWORD@HOST" in message
+    assert "Zq9hunter2" not in message
+    from click.testing import CliRunner
+
+    from hybridrag_backends.cli.main import build_cli
+
+    result = CliRunner().invoke(build_cli(), ["status", uri])
+    assert result.exit_code == 2 and "query parameter is not accepted" in result.stderr and "Zq9hunter2" not in result.output
+
+
 def test_parse_postgres_uri_decodes_and_keeps_sslmode():
     parts = parse_postgres_uri("postgresql://me%40corp:p%3Aw%2Fd@h:6543/my%20db?sslmode=verify-full&x=1")
     assert parts == {

@@ -227,3 +227,17 @@ def test_job_errors_saved_in_the_target_are_redacted(mongo_target):
             assert (await session.load_job("job-x")).job_id == "job-x"
 
     asyncio.run(run())
+
+
+def test_a_password_in_the_uri_query_is_refused_with_the_fix():
+    from hybridrag_backends_mongodb.uri import parse_uri
+
+    with pytest.raises(ConfigError) as info:
+        parse_uri("mongodb://admin@db.example/kb?password=Zq9hunter2")
+    message = str(info.value)
+    assert "'password' query parameter is not accepted" in message and "USER:PASSWORD@HOST" in message
+    assert "Zq9hunter2" not in message
+    from hybridrag_backends.cli.main import build_cli
+
+    result = CliRunner().invoke(build_cli(), ["status", "mongodb://admin@db.example/kb?password=Zq9hunter2"])
+    assert result.exit_code == 2 and "query parameter is not accepted" in result.stderr and "Zq9hunter2" not in result.output

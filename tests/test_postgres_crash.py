@@ -12,13 +12,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 from conftest import REALDATA
 
 from hybridrag_backends.errors import MigrationInterrupted
-from hybridrag_backends.migration.verify import verify_store
 from hybridrag_backends.provider import Record, StoreInfo, StoreKind
 from hybridrag_backends.targets import resolve_target
 
@@ -34,55 +34,138 @@ def _cli(*args: str) -> list:
 
 def test_sigkill_at_random_points_then_resume_ends_equal(pg_module_db, tmp_path):
     ws = f"crash_{uuid.uuid4().hex[:8]}"
-    base = ["--from", str(SOURCE), "--to", f"{pg_module_db}?embedding_model={MODEL}", "--target-workspace", ws,
-            "--batch-size", "1"]  # one record per commit: many crash points, and a copy long enough to land 5+ kills
+    url = f"{pg_module_db}?embedding_model={MODEL}"
+    base = ["--from", str(SOURCE), "--to", url, "--target-workspace", ws,
+            "--batch-size", "1"]  # one record per commit: many crash points
     rng = random.Random(int(os.environ.get("HYBRIDRAG_CRASH_SEED", "1234")))
-    kills, first, rc = 0, True, None
+    sizes, _, graph = _source_sizes()
+    total = sum(sizes.values()) + graph.number_of_nodes() + graph.number_of_edges()
+    points = sorted(rng.sample(range(10, total - 10), 6))  # committed records at which to kill
+    kills, landed, rc = 0, [], None
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     for _ in range(30):
-        args = base if first else [*base, "--resume"]
+        args = base if not _job() else [*base, "--resume"]
+        started = time.time_ns()
+        before = _committed(_job())
         proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
         if kills < 6:
-            time.sleep(rng.uniform(1.0, 2.2))  # start-up takes ~1.5 s, the whole run ~8 s
-            if proc.poll() is None:
+            # kill only once THIS run has committed more records (never during start-up), at the next
+            # random point, so the kills spread over the stores
+            wanted = max(points[kills], before + 1)
+            job = _wait_for(proc, started, lambda j: j["status"] == "in_progress" and _committed(j) >= wanted)
+            if job is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
-                kills += 1
-                if _job_completed():  # the kill landed after COMPLETED was saved, while the process exited
+                after = _job()
+                if after["status"] == "completed":  # the kill landed while the finished process exited
                     rc = 0
                     break
-                first = first and not _job_started()
+                assert after["status"] == "in_progress" and _committed(after) >= wanted
+                kills += 1
+                landed.append(_where(after))
                 continue
         out, _ = proc.communicate(timeout=300)
         rc = proc.returncode
-        if first and rc == 0:
-            break
         assert rc == 0, out[-3000:]
         break
-    assert kills >= 5, f"only {kills} kills landed while the migration ran"
+    print("kills landed at:", landed)
+    assert kills >= 5, f"only {kills} kills landed while the migration copied"
+    assert len(set(landed)) >= 2, landed  # in different stores, not all at one spot
     assert rc == 0
+    _check_independently(url, ws)
 
-    async def compare():
+
+def _check_independently(url: str, ws: str) -> None:
+    """The target, read without the provider under test: LightRAG 1.5.7's own PG storages return every
+    source record (test_postgres_migration's check), and plain SQL counts every table and the graph's
+    vertices and edges equal to a plain parse of the source files (a resume that duplicated or lost a
+    record shows here)."""
+    import asyncpg
+
+    from test_postgres_migration import _check_with_lightrag
+
+    sizes, vector_dims, graph = _source_sizes()
+
+    async def run():
+        conn = await asyncpg.connect(url.split("?")[0])
+        try:
+            from hybridrag_backends_postgres import naming
+
+            tables = {**naming.KV_TABLES, "doc_status": naming.DOC_STATUS_TABLE}
+            for ns, table in tables.items():
+                n = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE workspace = $1", ws)
+                assert n == sizes.get(ns, 0), (ns, n, sizes.get(ns))
+            for ns, dim in vector_dims.items():
+                table = naming.vector_table(ns, MODEL, dim)  # the name LightRAG gives it
+                assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE workspace = $1", ws) == sizes[ns], ns
+            g = naming.quote_ident(naming.graph_name(ws))
+            assert await conn.fetchval(f"SELECT count(*) FROM {g}.base") == graph.number_of_nodes()
+            assert await conn.fetchval(f'SELECT count(*) FROM {g}."DIRECTED"') == graph.number_of_edges()
+        finally:
+            await conn.close()
         src = resolve_target(str(SOURCE))
-        dst = resolve_target(f"{pg_module_db}?embedding_model={MODEL}", workspace=ws)
-        async with src.provider.open(src.config) as s, dst.provider.open(dst.config) as d:
-            for store in await s.list_stores():
-                v = await verify_store(s, d, store)
-                assert v.ok, (store.name, v.source_count, v.target_count, v.examples)
+        dst = resolve_target(url, workspace=ws)
+        async with src.provider.open(src.config) as s:
+            stores = await s.list_stores()
+            dims = {st.namespace: st.embedding_dim for st in stores if st.kind is StoreKind.VECTOR}
+            await _check_with_lightrag(s, dst.config, stores, dims, url)
 
-    asyncio.run(compare())
-
-
-def _job_started() -> bool:
-    home = Path(os.environ["HYBRIDRAG_HOME"])
-    return any(home.rglob("*.json"))
+    asyncio.run(run())
 
 
-def _job_completed() -> bool:
-    from hybridrag_backends.migration import jobstore
-    from hybridrag_backends.migration.job import MigrationStatus
+def _source_sizes() -> tuple:
+    """A plain parse of the source: records per store, vector dimensions, the GraphML graph."""
+    import json
 
-    return any(job.status is MigrationStatus.COMPLETED for job in jobstore.list_jobs())
+    import networkx as nx
+
+    sizes, vector_dims = {}, {}
+    for path in SOURCE.glob("kv_store_*.json"):
+        with open(path, encoding="utf-8") as fh:
+            sizes[path.stem[len("kv_store_"):]] = len(json.load(fh))
+    for path in SOURCE.glob("vdb_*.json"):
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        sizes[path.stem[len("vdb_"):]] = len(data["data"])
+        vector_dims[path.stem[len("vdb_"):]] = data["embedding_dim"]
+    return sizes, vector_dims, nx.read_graphml(SOURCE / "graph_chunk_entity_relation.graphml")
+
+
+def _job() -> Optional[dict]:
+    """The one job of this test, as its job file says now (None before it exists)."""
+    import json
+
+    files = sorted(Path(os.environ["HYBRIDRAG_HOME"]).glob("jobs/*/job.json"))
+    try:
+        return json.loads(files[0].read_bytes()) if files else None
+    except (OSError, ValueError):
+        time.sleep(0.01)  # being replaced right now
+        return _job()
+
+
+def _committed(job: Optional[dict]) -> int:
+    return sum(cp["migrated_count"] + cp["rejected_count"] for cp in job["checkpoints"]) if job else 0
+
+
+def _where(job: dict) -> str:
+    for cp in job["checkpoints"]:
+        if not cp["done"]:
+            return cp["store_name"]
+    return "after the last store"
+
+
+def _wait_for(proc, started_ns: int, condition) -> Optional[dict]:
+    """The job file once THIS run (written after ``started_ns``) satisfies ``condition``; None if the run ended."""
+    files = Path(os.environ["HYBRIDRAG_HOME"]) / "jobs"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        paths = sorted(files.glob("*/job.json"))
+        if paths and paths[0].stat().st_mtime_ns >= started_ns:
+            job = _job()
+            if job is not None and condition(job):
+                return job
+        time.sleep(0.005)
+    return None
 
 
 def _sandbox_ctl(action: str) -> None:

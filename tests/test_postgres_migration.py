@@ -31,22 +31,45 @@ async def _read_all(session, store) -> dict:
     return out
 
 
-def _check_kv(ns: str, src: dict, got: dict) -> None:
-    """Every field LightRAG returns for a key equals the source's (fields it has no column for are
-    not returned by LightRAG and are kept by the overlay for PostgreSQL -> JSON)."""
-    renamed = {"file_path": "file_path"}
+def _check_kv(ns: str, key: str, src: dict, got: dict, overlay: dict, columns: dict) -> None:
+    """Every field of the source record is either returned by LightRAG equal to the source, or (LightRAG
+    has no column for it) kept exactly in the record's overlay row, read here with plain SQL, so that
+    PostgreSQL -> JSON gives it back. Nothing is skipped."""
+    kept = overlay.get("set", {})
     for field, value in src.items():
         if field in ("create_time", "update_time") and ns == "full_docs":
-            continue  # LightRAG's full_docs read does not return them
-        if field not in got or field in ("_id",):
+            # LightRAG's full_docs read does not return them: the column (whole seconds) or the overlay has it
+            assert kept.get(field, columns.get(field)) == value, (ns, key, field)
             continue
-        if field == "content_summary" and isinstance(value, str) and len(value) > 255:
-            assert got[field] == value[:255]
-            continue
-        assert got[renamed.get(field, field)] == value, (ns, field)
+        if field in got:
+            if field == "content_summary" and isinstance(value, str) and len(value) > 255:
+                assert got[field] == value[:255] and kept[field] == value, (ns, key)  # VARCHAR(255)
+                continue
+            assert got[field] == value, (ns, key, field)
+        else:
+            assert field in kept and kept[field] == value, (ns, key, field, "neither LightRAG nor the overlay has it")
 
 
-async def _check_with_lightrag(src_session, config, stores, dims) -> None:
+async def _plain_sql(url: str, ws: str, store: str) -> tuple:
+    """(key -> overlay object, key -> full_docs' create/update_time as epoch seconds), straight from the
+    tables (plain SQL)."""
+    import asyncpg
+    import orjson
+
+    conn = await asyncpg.connect(url.split("?")[0])
+    try:
+        rows = await conn.fetch("SELECT id, overlay::text AS o FROM hybridrag_record_overlay "
+                                "WHERE workspace = $1 AND store = $2", ws, store)
+        times = await conn.fetch("SELECT id, extract(epoch FROM create_time)::bigint AS create_time, "
+                                 "extract(epoch FROM update_time)::bigint AS update_time "
+                                 "FROM lightrag_doc_full WHERE workspace = $1", ws) if store == "full_docs" else []
+    finally:
+        await conn.close()
+    return ({r["id"]: orjson.loads(r["o"]) for r in rows},
+            {r["id"]: {k: v for k, v in dict(r).items() if k != "id" and v is not None} for r in times})
+
+
+async def _check_with_lightrag(src_session, config, stores, dims, url: str) -> None:
     with lightrag_env(config):
         lr = await open_storages(config, MODEL, dims)
         try:
@@ -54,6 +77,7 @@ async def _check_with_lightrag(src_session, config, stores, dims) -> None:
                 records = await _read_all(src_session, store)
                 if store.kind in (StoreKind.KV, StoreKind.DOC_STATUS) and store.standard:
                     s = lr[store.namespace]
+                    overlays, columns = await _plain_sql(url, config.postgres_workspace, store.name)
                     for key, rec in records.items():
                         got = await s.get_by_id(key)
                         assert got is not None, (store.name, key)
@@ -62,14 +86,18 @@ async def _check_with_lightrag(src_session, config, stores, dims) -> None:
                                 if f in rec.payload:
                                     assert got[f] == rec.payload[f], (key, f)
                         else:
-                            _check_kv(store.namespace, rec.payload, got)
+                            _check_kv(store.namespace, key, rec.payload, got, overlays.get(key, {}), columns.get(key, {}))
                 elif store.kind is StoreKind.VECTOR:
                     s = lr[store.namespace]
                     keys = list(records)
                     vecs = await s.get_vectors_by_ids(keys)
                     for key, rec in records.items():
                         got = await s.get_by_id(key)
-                        assert got is not None and got["content"] == rec.payload.get("content", got["content"])
+                        assert got is not None, (store.name, key)
+                        if "content" in rec.payload:
+                            assert got["content"] == rec.payload["content"], (store.name, key)
+                        else:  # the source has none: LightRAG must not invent one
+                            assert got.get("content") in (None, ""), (store.name, key)
                         if "__created_at__" in rec.payload:
                             # LightRAG's PG vector tables hold whole seconds (documented normalisation)
                             assert abs(got["created_at"] - rec.payload["__created_at__"]) <= 1
@@ -149,7 +177,7 @@ def test_realdata_json_to_postgres_read_by_lightrag_and_back(wd: Path, ws: str, 
             stores = await s.list_stores()
             dims = {st.namespace: st.embedding_dim for st in stores if st.kind is StoreKind.VECTOR}
             assert [x.name for x in await d.list_stores()] == [x.name for x in stores]
-            await _check_with_lightrag(s, dst.config, stores, dims)
+            await _check_with_lightrag(s, dst.config, stores, dims, url)
         # PostgreSQL -> JSON: a new working dir equal to the source
         back = tmp_path / "back"
         out = resolve_target(str(back), workspace=ws or None, for_write=True)

@@ -15,9 +15,9 @@ import pytest
 
 from conftest import REALDATA
 
-from hybridrag_backends.errors import ConfigError, TargetError
+from hybridrag_backends.errors import ConfigError, TargetBusy, TargetError
 from hybridrag_backends.migration.engine import migrate
-from hybridrag_backends.migration.job import MigrationJob
+from hybridrag_backends.migration.job import MigrationJob, MigrationStatus
 from hybridrag_backends.plugins import get_provider
 from hybridrag_backends.provider import StoreKind
 from hybridrag_backends.targets import resolve_target
@@ -117,6 +117,12 @@ def test_concurrent_migration_into_same_workspace_is_refused(pg_module_db):
             await first.prepare_target([], job, force=False)
             with pytest.raises(TargetError, match="another migration is writing into workspace"):
                 await second.prepare_target([], job, force=False)
+            job.transition(MigrationStatus.IN_PROGRESS)
+            await first.save_job(job)
+            # the engine claims the target before a job exists: exit 2, naming the job that holds it
+            with pytest.raises(TargetBusy, match=r"another migration \(job j1\) is writing into workspace") as busy:
+                await second.lock_target("j2")
+            assert busy.value.exit_code == 2
         async with t.provider.open(t.config) as third:  # released when the first session closed
             await third.prepare_target([], job, force=False)
 

@@ -35,6 +35,10 @@ flight, which the target drops on resume).
 ``jobs show JOB_ID --json``::
 
     {"job": <MigrationJob.to_dict()>, "rejects_file": str|null, "rejects": [first 20 rejects]}
+
+A reject (one line of the rejects file) is ``{"store": str, "key": str|null, "reason": str,
+"location": str|null, "side": "source"|"target"}``: ``side`` says whether the source could not give the
+record or the target could not hold it (e.g. a NUL character for PostgreSQL); older files lack ``side``.
 """
 
 from __future__ import annotations

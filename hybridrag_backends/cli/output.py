@@ -39,7 +39,7 @@ from rich.markup import escape
 
 from ..errors import HybridRAGBackendsError
 from ..plugins import BackendManager, PluginLoadWarning, get_manager
-from ..secrets import redact
+from ..secrets import redact, redact_strings
 
 ENV_DEBUG = "HYBRIDRAG_BACKENDS_DEBUG"
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
@@ -88,24 +88,13 @@ def to_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, default=_json_default)
 
 
-def redact_obj(obj: Any) -> Any:
-    """``obj`` with :func:`redact` applied to every string in it (keys included)."""
-    if isinstance(obj, str):
-        return redact(obj)
-    if isinstance(obj, dict):
-        return {redact_obj(k): redact_obj(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [redact_obj(v) for v in obj]
-    return obj
-
-
 def emit_json(obj: Any, *, show_secrets: bool = False) -> None:
     """Print ``obj`` as stable JSON on stdout (plain print: no rich markup or wrapping).
 
     Strings are redacted unless ``show_secrets`` (only ``env --show-secrets`` asks for that).
     """
     text = to_json(obj)
-    click.echo(text if show_secrets else to_json(redact_obj(json.loads(text))))
+    click.echo(text if show_secrets else to_json(redact_strings(json.loads(text))))
 
 
 def warn(message: object) -> None:

@@ -304,8 +304,12 @@ class Migration:
         job = self.job
         before = (copy.deepcopy(cp), job.migrated_records, job.failed_records, dict(job.options))
         try:
-            if batch.rejected:
-                job.options["rejects_bytes"] = jobstore.append_rejects(job.job_id, batch.rejected)
+            records, refused = self.dst.screen(store_plan.store, batch.records) if batch.records else ([], [])
+            for r in refused:  # where to fix it: the record's place in the source
+                r.location = r.location or self._source_location(store_plan.store)
+            rejected = [*batch.rejected, *refused]
+            if rejected:
+                job.options["rejects_bytes"] = jobstore.append_rejects(job.job_id, rejected)
             position = batch.cursor
             if position is None and batch.records:
                 position = batch.records[-1].position
@@ -313,13 +317,13 @@ class Migration:
                 position = batch.rejected[-1].cursor
             if position is not None:
                 cp.last_key = position
-            cp.migrated_count += len(batch.records)
-            cp.rejected_count += len(batch.rejected)
-            job.migrated_records += len(batch.records)
-            job.failed_records += len(batch.rejected)
-            if batch.records:
+            cp.migrated_count += len(records)
+            cp.rejected_count += len(rejected)
+            job.migrated_records += len(records)
+            job.failed_records += len(rejected)
+            if records:
                 try:
-                    await self.dst.write_batch(store_plan.store, batch.records, job)
+                    await self.dst.write_batch(store_plan.store, records, job)
                 except BaseException as exc:
                     raise _as_target_error(exc, f"writing a batch of {cp.store_name}") from exc
             jobstore.save(job)
@@ -328,6 +332,11 @@ class Migration:
             cp.__dict__.update(saved_cp.__dict__)
             raise
         self.progress.batch(store_plan, cp)
+
+    def _source_location(self, store: StoreInfo) -> str:
+        if hasattr(self.src, "store_location"):
+            return str(self.src.store_location(store))
+        return f"{self.plan.source} store {store.name}"
 
     async def verify(self) -> None:
         stores = [s.store for s in self.plan.stores]
@@ -341,7 +350,8 @@ class Migration:
         rejected = {cp.store_name: cp.rejected_count for cp in self.job.checkpoints}
         try:
             self.job.verification = await verify_stores(
-                self.src, self.dst, stores, rejected=rejected, batch_size=self.job.batch_size, on_store=on_store
+                self.src, self.dst, stores, rejected=rejected, batch_size=self.job.batch_size, on_store=on_store,
+                refused=jobstore.target_refused_keys(self.job.job_id),
             )
         except (_Stopped, asyncio.CancelledError, KeyboardInterrupt):
             raise
@@ -364,9 +374,9 @@ def _as_target_error(exc: BaseException, doing: str) -> BaseException:
     return TargetError(f"{doing}: {type(exc).__name__}: {redact(exc)}")
 
 
-def _new_job(source: ResolvedTarget, target: ResolvedTarget, plan: MigrationPlan, batch_size: int) -> MigrationJob:
+def _new_job(source: ResolvedTarget, target: ResolvedTarget, plan: MigrationPlan, batch_size: int, job_id: str) -> MigrationJob:
     job = MigrationJob(
-        job_id=jobstore.new_job_id(),
+        job_id=job_id,
         database_name=source.name or source.location,
         source_backend=source.provider.name,
         target_backend=target.provider.name,
@@ -437,13 +447,19 @@ async def migrate(
             return MigrationResult(plan)
         if stop is not None and stop.is_set():
             raise MigrationInterrupted("interrupted while planning, before anything was copied; nothing to resume")
+        new_id = jobstore.new_job_id()
+        # One migration per target at a time, claimed before a job exists: a second run stops here (exit 2,
+        # naming the job that holds the target) and leaves no job behind.
+        jobstore.ensure_jobs_dir()  # a home that cannot hold the job fails before the target is touched
+        await dst.lock_target(job.job_id if job is not None else new_id)
         if job is None:
+            plan.target_empty = await dst.is_empty()  # again, under the lock: a run that just ended may have filled it
             if not plan.target_empty and not force:
                 raise TargetError(
                     f"the target {target.location} already holds data; pass --force to replace its stores, "
                     f"or --resume to continue an interrupted migration"
                 )
-            job = _new_job(source, target, plan, batch_size)
+            job = _new_job(source, target, plan, batch_size, new_id)
             job.options.update(
                 force=force,
                 allow_rejects=allow_rejects,

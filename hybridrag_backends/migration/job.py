@@ -10,6 +10,12 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import InvalidTransition
 from ..models import BackendType, backend_name, coerce_backend_type
+from ..secrets import redact_fields
+
+# The job's free-text fields: redacted in every record of a job (job file, the target's job row or
+# document, CLI output). Everything else - checkpoints' last keys, verification examples - is data
+# and is kept exactly (a record key may well read "pwd=...").
+MESSAGE_FIELDS = ("last_error", "database_name", "notes")
 
 
 class MigrationStatus(str, Enum):
@@ -138,7 +144,7 @@ class MigrationJob:
         for k in ("started_at", "completed_at", "created_at"):
             d[k] = d[k].isoformat() if d[k] else None
         d["progress_percent"] = round(self.progress_percent, 2)
-        return d
+        return redact_fields(d, MESSAGE_FIELDS)
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "MigrationJob":

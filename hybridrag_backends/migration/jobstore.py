@@ -13,7 +13,7 @@ import os
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Set
 
 import orjson
 from filelock import FileLock, Timeout
@@ -46,9 +46,10 @@ def new_job_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def _ready_dir(job_id: str) -> Path:
-    """The job's folder, created; a HYBRIDRAG_HOME that cannot hold it is the user's to fix, not a bug."""
-    directory = job_dir(job_id)
+def _ready_dir(job_id: Optional[str] = None) -> Path:
+    """The job's folder (the jobs folder when ``job_id`` is None), created; a HYBRIDRAG_HOME that cannot
+    hold it is the user's to fix, not a bug."""
+    directory = job_dir(job_id) if job_id else jobs_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -57,6 +58,11 @@ def _ready_dir(job_id: str) -> Path:
             f"set HYBRIDRAG_HOME to a writable folder"
         ) from None
     return directory
+
+
+def ensure_jobs_dir() -> None:
+    """Fail now, with the fix, when HYBRIDRAG_HOME cannot hold job files (before anything is written)."""
+    _ready_dir()
 
 
 def save(job: MigrationJob) -> None:
@@ -93,11 +99,20 @@ def append_rejects(job_id: str, rejected: Iterable[RejectedRecord]) -> int:
     path = _ready_dir(job_id) / REJECTS_FILE
     with open(path, "ab") as fh:
         for r in rejected:
-            line = {"store": r.store, "key": r.key, "reason": r.reason, "location": r.location}
+            line = {"store": r.store, "key": r.key, "reason": r.reason, "location": r.location, "side": r.side}
             fh.write(orjson.dumps(line) + b"\n")
         fh.flush()
         os.fsync(fh.fileno())
         return fh.tell()
+
+
+def target_refused_keys(job_id: str) -> Dict[str, Set[str]]:
+    """store -> keys the target refused (side "target"): records verification must not expect there."""
+    refused: Dict[str, Set[str]] = {}
+    for line in read_rejects(job_id):
+        if line.get("side") == "target" and line.get("key") is not None:
+            refused.setdefault(line["store"], set()).add(line["key"])
+    return refused
 
 
 def truncate_rejects(job_id: str, size: int) -> None:

@@ -9,14 +9,15 @@ the target really gets). Each record's canonical form is
 and a store's digest is the sum of ``int(sha256(canonical))`` modulo 2**256,
 which does not depend on record order. Vectors take part as float32 bytes, so
 equal digests mean vectors equal as float32. Records the source rejected are not
-in either side (they were never written) and are reported beside the counts.
+in either side (they were never written) and are reported beside the counts; records
+the target refused (``refused``: their keys, per store) are left out of the source side.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import AbstractSet, Callable, Dict, List, Optional
 
 import numpy as np
 import orjson
@@ -73,23 +74,29 @@ class StoreVerification:
         }
 
 
-async def _digest(session: BackendSession, store: StoreInfo, lossy: Dict[str, str], batch_size: int) -> tuple:
+async def _digest(session: BackendSession, store: StoreInfo, lossy: Dict[str, str], batch_size: int,
+                  skip: AbstractSet[str] = frozenset()) -> tuple:
     total = 0
     count = 0
     async for batch in session.read(store, None, batch_size):
         for record in batch.records:
+            if record.key in skip:
+                continue
             total = (total + record_hash(record, lossy)) % MOD
             count += 1
     return count, f"{total:064x}"
 
 
 async def _examples(
-    source: BackendSession, target: BackendSession, store: StoreInfo, lossy: Dict[str, str], batch_size: int
+    source: BackendSession, target: BackendSession, store: StoreInfo, lossy: Dict[str, str], batch_size: int,
+    skip: AbstractSet[str] = frozenset(),
 ) -> List[str]:
     """A few keys missing, extra or different; costs one more pass over each side."""
     expected: Dict[str, int] = {}
     async for batch in source.read(store, None, batch_size):
         for record in batch.records:
+            if record.key in skip:
+                continue
             expected[record.key] = record_hash(record, lossy)
             if len(expected) > EXAMPLE_SCAN_MAX:
                 return []
@@ -117,13 +124,15 @@ async def verify_store(
     *,
     rejected: int = 0,
     batch_size: int = 1000,
+    refused: AbstractSet[str] = frozenset(),
 ) -> StoreVerification:
+    """``refused``: keys of this store the target refused (not expected there)."""
     lossy = target.lossy_fields(store)
     result = StoreVerification(store=store.name, rejected=rejected, lossy_fields=sorted(lossy))
-    result.source_count, result.source_digest = await _digest(source, store, lossy, batch_size)
+    result.source_count, result.source_digest = await _digest(source, store, lossy, batch_size, refused)
     result.target_count, result.target_digest = await _digest(target, store, lossy, batch_size)
     if not result.ok:
-        result.examples = await _examples(source, target, store, lossy, batch_size)
+        result.examples = await _examples(source, target, store, lossy, batch_size, refused)
     return result
 
 
@@ -135,12 +144,16 @@ async def verify(
     rejected: Optional[Dict[str, int]] = None,
     batch_size: int = 1000,
     on_store: Optional[Callable[[StoreVerification], None]] = None,
+    refused: Optional[Dict[str, AbstractSet[str]]] = None,
 ) -> Dict[str, object]:
-    """Verify every store; returns the ``job.verification`` mapping."""
+    """Verify every store; returns the ``job.verification`` mapping. ``refused``: store -> keys the
+    target refused while copying."""
     rejected = rejected or {}
+    refused = refused or {}
     results = []
     for store in stores:
-        result = await verify_store(source, target, store, rejected=rejected.get(store.name, 0), batch_size=batch_size)
+        result = await verify_store(source, target, store, rejected=rejected.get(store.name, 0), batch_size=batch_size,
+                                    refused=refused.get(store.name, frozenset()))
         results.append(result)
         if on_store is not None:
             on_store(result)

@@ -15,7 +15,7 @@ from hybridrag_backends.provider import BackendProvider, Check
 from . import layout
 from .metrics import try_count
 from .session import JsonSession
-from .writer import is_our_file
+from .writer import is_ours
 
 STORAGE_CLASSES = {
     "kv_storage": "JsonKVStorage",
@@ -50,9 +50,10 @@ class JsonProvider(BackendProvider):
             return False
         if layout.workspaces_with_files(path):
             return True
-        # empty, or holding only the partial files of an interrupted copy into it (a resumable target)
+        # empty, or holding only the partial files of an interrupted copy into it (a resumable target) or the
+        # lock of a copy into it that is starting now
         return all(
-            is_our_file(p) or (p.is_dir() and all(is_our_file(q) for q in p.iterdir())) for p in path.iterdir()
+            is_ours(p) or (p.is_dir() and all(is_ours(q) for q in p.iterdir())) for p in path.iterdir()
         )
 
     def config_from_target(self, target: str, *, workspace: Optional[str] = None) -> BackendConfig:

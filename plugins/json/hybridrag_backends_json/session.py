@@ -32,7 +32,7 @@ from . import graphml, layout
 from .kvread import KVFile, Rejected
 from .metrics import FileCount, count_file
 from .nanovdb import VDBFile
-from .writer import DONE_SUFFIX, GraphWriter, StoreWriter, lightrag_files, our_files, writer_for
+from .writer import DONE_SUFFIX, GraphWriter, StoreWriter, TargetLock, lightrag_files, our_files, writer_for
 
 
 class JsonSession(BackendSession):
@@ -45,6 +45,10 @@ class JsonSession(BackendSession):
         self._force = False
         self.notes: Dict[str, Dict[str, Any]] = {}  # store name -> what normalisation did (last read)
         self._counts: Dict[Tuple[Path, int, int], FileCount] = {}
+        self._lock = TargetLock(self.folder)
+
+    async def close(self) -> None:
+        self._lock.release()
 
     # -- reading -----------------------------------------------------------------
 
@@ -67,6 +71,10 @@ class JsonSession(BackendSession):
         if not path.is_file():
             raise SourceError(f"{path} does not exist; the store {store.name} is not in this working dir")
         return path
+
+    def store_location(self, store: StoreInfo) -> Path:
+        """The file a store is read from (where a record the target refused must be fixed)."""
+        return self._path(store)
 
     def store_bytes(self, store: StoreInfo) -> Optional[int]:
         if store.kind is StoreKind.GRAPH_EDGES:
@@ -138,7 +146,11 @@ class JsonSession(BackendSession):
     async def is_empty(self) -> bool:
         return not lightrag_files(self.folder)
 
+    async def lock_target(self, job_id: str) -> None:
+        self._lock.acquire(job_id)
+
     async def prepare_target(self, stores: List[StoreInfo], job, *, force: bool) -> None:  # noqa: ANN001
+        self._lock.acquire(job.job_id)  # a no-op when lock_target took it
         self._stores = sorted(stores, key=StoreInfo.sort_key)
         self._force = force
         fresh = not any(cp.done or cp.target_position for cp in job.checkpoints) and not any(

@@ -12,6 +12,9 @@ the LightRAG name: no half-written file ever carries a LightRAG name. The
 marker tells a resumed job that the replace already happened (a crash between
 the replace and the saved checkpoint); ``finish_target`` removes the markers.
 
+One migration at a time per folder (:class:`TargetLock`): two runs writing the same
+partial files would tear them, and with them the promise above.
+
 File formats follow LightRAG: KV files as ``json.dump(indent=2,
 ensure_ascii=False)`` would write them (KV records get ``_id`` = key, as
 ``JsonKVStorage.upsert`` stamps it; doc status records do not), NanoVectorDB
@@ -31,9 +34,10 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import orjson
+from filelock import FileLock, Timeout
 
-from hybridrag_backends.durable import fsync_dir
-from hybridrag_backends.errors import TargetError
+from hybridrag_backends.durable import fsync_dir, write_atomic
+from hybridrag_backends.errors import TargetBusy, TargetError
 from hybridrag_backends.provider import Record, StoreInfo, StoreKind
 
 from . import graphml
@@ -268,6 +272,56 @@ class GraphWriter(StoreWriter):
                 w.files()["body"].unlink(missing_ok=True)
 
 
+LOCK_FILE = ".hybridrag-migration.lock"
+OWNER_FILE = ".hybridrag-migration.owner"
+
+
+class TargetLock:
+    """The claim of one migration on a target folder: an OS file lock (flock, through filelock) on
+    ``.hybridrag-migration.lock``, held until :meth:`release` or the end of the process, however it ends,
+    so a killed run leaves nothing that blocks the next one or its ``--resume``. ``.hybridrag-migration.owner``
+    names the job holding it, for the message of a run that finds it taken; it is removed on release.
+
+    The (empty) lock file stays in the folder, as filelock leaves it on purpose: removing a lock file that
+    another process may have just opened would let two runs hold the lock. LightRAG ignores it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._lock = FileLock(str(folder / LOCK_FILE), thread_local=False)
+
+    @property
+    def held(self) -> bool:
+        return self._lock.is_locked
+
+    def acquire(self, job_id: str) -> None:
+        if self.held:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise TargetBusy(
+                f"another migration{self._owner()} is writing into {self.folder}; wait for it to finish "
+                f"(see 'hybridrag-backends jobs') or migrate into another folder or --target-workspace"
+            ) from None
+        except OSError as exc:
+            raise TargetError(f"cannot lock the target folder {self.folder} ({exc.strerror or exc}); "
+                              f"check that it is a writable directory") from None
+        write_atomic(self.folder / OWNER_FILE, orjson.dumps({"job_id": job_id, "pid": os.getpid()}))
+
+    def _owner(self) -> str:
+        try:
+            owner = orjson.loads((self.folder / OWNER_FILE).read_bytes())
+            return f" (job {owner['job_id']}, process {owner['pid']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""  # not written yet, or unreadable: the message goes without the name
+
+    def release(self) -> None:
+        if self.held:
+            (self.folder / OWNER_FILE).unlink(missing_ok=True)  # still holding the lock: nobody else wrote it
+            self._lock.release()
+
+
 def writer_for(folder: Path, store: StoreInfo, job_id: str, position: Optional[Dict[str, Any]], key_start: int = 0) -> StoreWriter:
     if store.kind in (StoreKind.KV, StoreKind.DOC_STATUS):
         return KVWriter(folder, store, job_id, position)
@@ -278,6 +332,11 @@ def writer_for(folder: Path, store: StoreInfo, job_id: str, position: Optional[D
 
 def is_our_file(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(OUR_SUFFIXES) and path.is_file()
+
+
+def is_ours(path: Path) -> bool:
+    """A file this package puts in a target folder: partial files and markers, or the lock files."""
+    return is_our_file(path) or (path.name in (LOCK_FILE, OWNER_FILE) and path.is_file())
 
 
 def our_files(folder: Path) -> List[Path]:

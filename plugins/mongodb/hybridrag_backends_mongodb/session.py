@@ -359,9 +359,7 @@ class MongoSession(BackendSession):
         return MigrationJob.from_dict(json.loads(doc["job"])) if doc else None
 
     async def save_job(self, job: MigrationJob) -> None:
-        data = job.to_dict()
-        if data.get("last_error"):
-            data["last_error"] = redact(data["last_error"])
+        data = job.to_dict()  # messages redacted field by field; record keys kept as they are
         # Stored as one JSON string: checkpoint store names contain dots, which MongoDB field names avoid.
         doc = {"_id": job.job_id, "status": data["status"], "job": json.dumps(data, ensure_ascii=False, default=str)}
         await self.db[layout.JOBS_COLLECTION].replace_one({"_id": job.job_id}, doc, upsert=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from hybridrag_backends.errors import ConfigError
-from hybridrag_backends.secrets import redact, resolve_uri_refs
+from hybridrag_backends.secrets import QUERY_PASSWORD_REFUSED, query_password, redact, resolve_uri_refs
 
 SCHEMES = ("mongodb", "mongodb+srv")
 DEFAULT_DATABASE = "LightRAG"  # LightRAG 1.5.7's MONGO_DATABASE default
@@ -55,6 +55,8 @@ def parse_uri(uri: str) -> MongoUri:
     scheme = uri.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
         raise ConfigError("mongo_uri", shown, "must start with mongodb:// or mongodb+srv://")
+    if query_password(uri):  # pymongo would refuse it as an unknown option without saying what to do
+        raise ConfigError("mongo_uri", shown, QUERY_PASSWORD_REFUSED)
     ref = _PASSWORD_REF.match(uri)
     # Validate the reference form with a placeholder so pymongo checks everything else.
     checked = _PASSWORD_REF.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:x@", uri, count=1)

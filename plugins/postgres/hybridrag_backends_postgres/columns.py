@@ -200,6 +200,58 @@ def apply_overlay(payload: Dict[str, Any], overlay: Optional[str]) -> Dict[str, 
     return payload
 
 
+NUL = "\x00"
+
+
+def _nul_in(value: Any) -> bool:
+    """True when a NUL character is in ``value`` (strings, and keys and items of dicts and lists)."""
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, dict):
+        return any(_nul_in(k) or _nul_in(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_nul_in(v) for v in value)
+    return False
+
+
+NUL_REASON = "contains a NUL character (U+0000), which PostgreSQL text, jsonb and AGE's agtype cannot hold"
+
+
+def refusal(namespace: str, kind: str, key: str, payload: Dict[str, Any]) -> Optional[str]:
+    """Why a record cannot be written where LightRAG's tables (or AGE) would hold it, or None.
+
+    ``kind``: "kv" (a standard KV or doc status table), "vector", "extra" (hybridrag_extra_kv: TEXT id,
+    JSON payload), "graph". Fields kept only in the overlay (JSON, which holds any text) never refuse."""
+    if NUL in key:
+        return f"the key {NUL_REASON}"
+    if kind == "graph":
+        for name, value in payload.items():
+            if _nul_in(name) or _nul_in(value):
+                return f"field {name!r} {NUL_REASON}"
+        return None
+    if kind == "extra":
+        return None
+    limit = naming.KEY_MAX_CHARS_BY_NAMESPACE.get(namespace, naming.KEY_MAX_CHARS)
+    if len(key) > limit:
+        return (f"the key is {len(key)} characters long; LightRAG's {namespace} table holds keys of at most "
+                f"{limit} (its id column is VARCHAR({limit}))")
+    for col in columns_for(namespace, kind == "vector") or []:
+        value = payload.get(col.field)
+        if value is None or col.kind not in ("text", "json", "seplist"):
+            continue  # other kinds keep an unusual value (a string in a number column) in the overlay
+        held = col.to_db(value)
+        if col.kind == "json":
+            held = value
+        if _nul_in(held):
+            return f"field {col.field!r} {NUL_REASON}"
+        if col.kind == "seplist" and held is not None:
+            longest = max(held, key=len, default="")
+            if len(longest) > naming.CHUNK_ID_MAX_CHARS:
+                return (f"field {col.field!r} names a chunk id of {len(longest)} characters; LightRAG's "
+                        f"{col.column} column holds at most {naming.CHUNK_ID_MAX_CHARS} (VARCHAR(255)[])")
+    return None
+
+
 def table_for(namespace: str) -> Optional[str]:
     if namespace == "doc_status":
         return naming.DOC_STATUS_TABLE

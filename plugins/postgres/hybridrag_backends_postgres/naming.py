@@ -27,6 +27,11 @@ VECTOR_BASE_TABLES = {
     "entities": "LIGHTRAG_VDB_ENTITY",
     "relationships": "LIGHTRAG_VDB_RELATION",
 }
+# LightRAG's id columns: VARCHAR(255), except VARCHAR(512) for these two (kg/postgres_impl.py TABLES).
+KEY_MAX_CHARS = 255
+KEY_MAX_CHARS_BY_NAMESPACE = {"entity_chunks": 512, "relation_chunks": 512}
+# VDB_ENTITY / VDB_RELATION.chunk_ids is VARCHAR(255)[]: one element per chunk id in source_id.
+CHUNK_ID_MAX_CHARS = 255
 # Stores LightRAG has no table for (e.g. RAG-Anything's parse_cache) and the field overlay.
 EXTRA_KV_TABLE = "hybridrag_extra_kv"
 OVERLAY_TABLE = "hybridrag_record_overlay"

@@ -22,11 +22,12 @@ import asyncpg
 import numpy as np
 import orjson
 
-from hybridrag_backends.errors import ConnectionFailure, MigrationInterrupted, SourceError, TargetError
+from hybridrag_backends.errors import ConnectionFailure, MigrationInterrupted, SourceError, TargetBusy, TargetError
 from hybridrag_backends.migration.job import MigrationJob
 from hybridrag_backends.models import BackendConfig
 from hybridrag_backends.provider import (
-    GRAPH_NAMESPACE, STANDARD_KV_NAMESPACES, BackendSession, ReadBatch, Record, StoreInfo, StoreKind,
+    GRAPH_NAMESPACE, STANDARD_KV_NAMESPACES, BackendSession, ReadBatch, Record, RejectedRecord, StoreInfo,
+    StoreKind,
 )
 from hybridrag_backends.secrets import redact
 
@@ -97,10 +98,26 @@ class PostgresSession(BackendSession):
         if not got:
             await self.lock_conn.close()
             self.lock_conn = None
-            raise TargetError(
-                f"another migration is writing into workspace {self.ws!r} of {where(self.config)}; "
-                f"wait for it to finish (see 'hybridrag-backends jobs') or use another --workspace"
+            holder = await self._running_job()
+            raise TargetBusy(
+                f"another migration{f' (job {holder})' if holder else ''} is writing into workspace {self.ws!r} "
+                f"of {where(self.config)}; wait for it to finish (see 'hybridrag-backends jobs') or use another "
+                f"--target-workspace"
             )
+
+    async def _running_job(self) -> Optional[str]:
+        """The newest in-progress job of this workspace, as its job row says (None when unknown)."""
+        try:
+            if not await self._table_exists(naming.JOBS_TABLE):
+                return None
+            return await self.conn.fetchval(
+                f"SELECT job_id FROM {naming.JOBS_TABLE} WHERE workspace = $1 AND status = 'in_progress' "
+                f"ORDER BY created_at DESC LIMIT 1", self.ws)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            return None
+
+    async def lock_target(self, job_id: str) -> None:
+        await self._lock_workspace()
 
     # -- discovery -------------------------------------------------------------
 
@@ -372,6 +389,31 @@ class PostgresSession(BackendSession):
                 f"{redact(exc)}; the rows are in place: fix the cause (e.g. maintenance_work_mem, disk space) "
                 f"and resume the job to build it again") from exc
 
+    def screen(self, store: StoreInfo, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
+        """Refuse, by name, what PostgreSQL would refuse for the whole batch: a NUL character in the key or
+        in a value a LightRAG column or AGE holds, a key longer than LightRAG's id column, a chunk id
+        longer than VDB chunk_ids' elements, a vector that is missing or not finite (pgvector)."""
+        if store.kind in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES):
+            kind = "graph"
+        elif store.kind is StoreKind.VECTOR:
+            kind = "vector"
+        else:
+            kind = "kv" if cols.table_for(store.namespace) else "extra"
+        kept: List[Record] = []
+        refused: List[RejectedRecord] = []
+        for r in records:
+            reason = cols.refusal(store.namespace, kind, r.key, r.payload)
+            if reason is None and kind == "vector":
+                if r.vector is None:
+                    reason = "the record has no vector"
+                elif not np.isfinite(np.asarray(r.vector, dtype=np.float32)).all():
+                    reason = "the vector holds NaN or infinite values, which pgvector cannot store"
+            if reason is None:
+                kept.append(r)
+            else:
+                refused.append(RejectedRecord(store.name, r.key, reason, cursor=r.position, side="target"))
+        return kept, refused
+
     async def write_batch(self, store: StoreInfo, records: List[Record], job: MigrationJob) -> None:
         # A key twice in one batch (a JSON object with a duplicate key): the last one wins, as in
         # LightRAG's json.load; ON CONFLICT cannot touch a row twice in one statement.
@@ -528,10 +570,11 @@ class PostgresSession(BackendSession):
                     completed_at = EXCLUDED.completed_at, total_records = EXCLUDED.total_records,
                     migrated_records = EXCLUDED.migrated_records, failed_records = EXCLUDED.failed_records,
                     last_error = EXCLUDED.last_error, checkpoints = EXCLUDED.checkpoints, job = EXCLUDED.job""",
-            job.job_id, redact(job.database_name)[:255], d["source_backend"], d["target_backend"], d["status"],
+            job.job_id, d["database_name"][:255], d["source_backend"], d["target_backend"], d["status"],
             _naive(job.started_at), _naive(job.completed_at), job.total_records, job.migrated_records,
-            job.failed_records, redact(job.last_error) if job.last_error else None,
-            orjson.dumps(d["checkpoints"]).decode(), _naive(job.created_at), self.ws, redact(orjson.dumps(d).decode()),
+            job.failed_records, d["last_error"] or None,
+            # to_dict() redacted the messages field by field; the rest (record keys) is data, kept as is
+            orjson.dumps(d["checkpoints"]).decode(), _naive(job.created_at), self.ws, orjson.dumps(d).decode(),
         )
 
     async def save_job(self, job: MigrationJob) -> None:
