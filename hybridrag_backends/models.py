@@ -191,14 +191,17 @@ class BackendConfig:
         return get_provider(self.backend_type).storage_classes(self)
 
     def get_env_vars(self) -> Dict[str, str]:
-        """Environment variables LightRAG reads for this backend, from its provider plugin.
+        """Environment variables LightRAG and LightRAG Server read for this backend
+        (:func:`hybridrag_backends.hybridrag.lightrag_env`: storage class names, workspace, the
+        provider plugin's own variables).
 
         Includes the password when one is configured (resolved from ``${VAR}``);
         never print this mapping without redaction.
         """
+        from .hybridrag import lightrag_env
         from .plugins import get_provider
 
-        return get_provider(self.backend_type).env_vars(self)
+        return lightrag_env(get_provider(self.backend_type), self)
 
     @classmethod
     def from_connection_string(cls, conn_str: str, **overrides: Any) -> "BackendConfig":

@@ -12,6 +12,7 @@ import networkx as nx
 import pytest
 from conftest import REALDATA, realdata_workspaces
 
+from hybridrag_backends.hybridrag import lightrag_env
 from hybridrag_backends.models import BackendConfig
 from hybridrag_backends_json import layout
 from hybridrag_backends_json.metrics import count_file
@@ -125,7 +126,7 @@ def test_claims_describe_env_and_kwargs(tmp_path):
     assert cfg.backend_type == "json" and cfg.working_dir == str(lj) and cfg.workspace == "knowledge_base"
     assert p.describe(cfg) == f"json:{lj.resolve()}#knowledge_base"
     assert p.describe(p.config_from_target(str(lj) + "/")) == f"json:{lj.resolve()}"
-    env = p.env_vars(cfg)
+    env = lightrag_env(p, cfg)
     assert env["WORKSPACE"] == "knowledge_base" and env["WORKING_DIR"] == str(lj.resolve())
     assert env["LIGHTRAG_KV_STORAGE"] == "JsonKVStorage" and env["LIGHTRAG_GRAPH_STORAGE"] == "NetworkXStorage"
     kwargs = p.lightrag_kwargs(cfg)

@@ -8,12 +8,13 @@ import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from hybridrag_backends.errors import NotFoundError
+from hybridrag_backends.errors import NotFoundError, SourceError
 from hybridrag_backends.models import BackendConfig, BackendType, StorageMetrics
 from hybridrag_backends.provider import BackendProvider, Check
 
 from . import layout
 from .metrics import try_count
+from .nanovdb import VDBFile
 from .session import JsonSession
 from .writer import is_our_file
 
@@ -70,18 +71,29 @@ class JsonProvider(BackendProvider):
         return dict(STORAGE_CLASSES)
 
     def env_vars(self, config: BackendConfig) -> Dict[str, str]:
-        # LightRAG's JSON storages read no env var of their own; LightRAG reads WORKSPACE
-        # (LightRAG.workspace default) and its server WORKING_DIR and LIGHTRAG_*_STORAGE
-        # (lightrag/api/config.py).
-        env = {
-            "WORKING_DIR": str(_working_dir(config)),
-            "WORKSPACE": config.workspace or "",
-            "LIGHTRAG_KV_STORAGE": STORAGE_CLASSES["kv_storage"],
-            "LIGHTRAG_VECTOR_STORAGE": STORAGE_CLASSES["vector_storage"],
-            "LIGHTRAG_GRAPH_STORAGE": STORAGE_CLASSES["graph_storage"],
-            "LIGHTRAG_DOC_STATUS_STORAGE": STORAGE_CLASSES["doc_status_storage"],
-        }
+        """LightRAG's JSON storages read no variable of their own: LightRAG Server finds the files
+        through WORKING_DIR (and WORKSPACE, added by the core with the storage class names).
+        EMBEDDING_DIM comes from the vdb files when they agree, because NanoVectorDB refuses to
+        open a file whose embedding_dim differs from the server's."""
+        env = {"WORKING_DIR": str(_working_dir(config))}
+        dims = self.embedding_dims(config)
+        if len(dims) == 1:
+            env["EMBEDDING_DIM"] = str(dims.pop())
         return env
+
+    def embedding_dims(self, config: BackendConfig) -> set:
+        """The embedding dimensions the workspace's vdb files declare (read from each file's head)."""
+        dims = set()
+        folder = self._folder(config)
+        if not folder.is_dir():
+            return dims
+        for sf in layout.store_files(folder):
+            if sf.kind == "vdb":
+                try:
+                    dims.add(VDBFile(sf.path, sf.namespace).embedding_dim())
+                except (SourceError, OSError):
+                    continue  # a corrupt file: status / validate report it
+        return dims
 
     def lightrag_kwargs(self, config: BackendConfig) -> Dict[str, Any]:
         kwargs: Dict[str, Any] = dict(STORAGE_CLASSES)
