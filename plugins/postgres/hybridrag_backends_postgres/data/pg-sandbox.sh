@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# PostgreSQL 17 + pgvector + Apache AGE in a Debian trixie debootstrap root, for tests, CI and
-# benchmarks (recipe: shared/reference/postgres-sandbox.md). Runs as root.
+# PostgreSQL 17 + pgvector + Apache AGE in a Debian trixie debootstrap root, as root on Debian or
+# Ubuntu: `hybridrag-backends postgres up|down|status|url` (the postgres plugin) and, for tests, CI
+# and benchmarks, scripts/pg-sandbox both run this file. The root is $HYBRIDRAG_PG_ROOT
+# (default /var/lib/hybridrag-pg/root).
 #
-#   scripts/pg-sandbox [start]   provision the root if needed, start the cluster if down,
-#                                 ensure user + database + extensions; last stdout line = URL
-#   scripts/pg-sandbox stop      stop the cluster
-#   scripts/pg-sandbox restart   stop, then start (same port when still free)
-#   scripts/pg-sandbox status    "running <port>" / "stopped" / "absent" (exit 0 / 3 / 4)
-#   scripts/pg-sandbox url       print the URL (exit 3 when the cluster is down)
+#   pg-sandbox.sh [start]   provision the root if needed, start the cluster if down,
+#                           ensure user + database + extensions; last stdout line = URL
+#   pg-sandbox.sh stop      stop the cluster
+#   pg-sandbox.sh restart   stop, then start (same port when still free)
+#   pg-sandbox.sh status    "running <port>" / "stopped" / "absent" (exit 0 / 3 / 4)
+#   pg-sandbox.sh url       print the URL (exit 3 when the cluster is down)
 #
 # Idempotent: the root is reused when present (missing packages are installed), the cluster is
 # started only when down, and the chosen port and generated password are kept in the root so
@@ -108,7 +110,7 @@ configure() {
     fi
     mkdir -p "$(dirname "$CONF")"
     cat >"$CONF" <<EOF
-# written by scripts/pg-sandbox
+# written by hybridrag-backends' pg-sandbox.sh
 port = $(cat "$STATE/port")
 listen_addresses = '127.0.0.1'
 shared_preload_libraries = 'age'
@@ -199,7 +201,8 @@ cmd_url() {
     if [ -d "$ROOT/etc/postgresql/$PG_VERSION/main" ] && cluster_running && [ -s "$STATE/password" ]; then
         url
     else
-        die "the sandbox is not running; run: scripts/pg-sandbox start"
+        echo "pg-sandbox: error: the sandbox at $ROOT is not running; start it with: hybridrag-backends postgres up (or scripts/pg-sandbox start in a clone)" >&2
+        exit 3
     fi
 }
 
@@ -207,7 +210,7 @@ main() {
     local cmd="${1:-start}"
     case "$cmd" in
         start | stop | status | url | restart) ;;
-        -h | --help | help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help | help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown command '$cmd' (use start, stop, restart, status or url)" ;;
     esac
     mkdir -p "$(dirname "$LOCK")"
