@@ -368,11 +368,14 @@ class StorageMetrics:
         total_size_warning_mb: Optional[int] = None,
         migrate_command: Optional[str] = None,
     ) -> None:
-        """Add a warning per file over the file threshold and one for the total."""
+        """Add a warning per file over the file threshold and one for the total.
+
+        ``migrate_command`` is the command to run (placeholder lines may follow it, see
+        :mod:`hybridrag_backends.hints`)."""
         file_limit = (
             file_size_warning_mb * 1024 * 1024 if file_size_warning_mb is not None else self.MIGRATION_WARNING_THRESHOLD
         )
-        advice = f"Consider migrating to PostgreSQL: {migrate_command}" if migrate_command else (
+        advice = f"Consider migrating to PostgreSQL; run: {migrate_command}" if migrate_command else (
             "Consider migrating to PostgreSQL backend."
         )
         for filename, size in self.file_sizes.items():

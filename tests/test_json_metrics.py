@@ -103,13 +103,16 @@ def test_size_warnings_name_the_exact_migrate_command():
     provider = JsonProvider()
     cfg = BackendConfig(working_dir=str(wd), file_size_warning_mb=1, total_size_warning_mb=2)
     m = asyncio.run(provider.metrics(cfg))
-    command = f"hybridrag-backends migrate --from {wd.resolve()} --to postgresql://USER@HOST:5432/DB"
+    # no PostgreSQL database registered: the target is a placeholder, explained on the next line
+    command = f"run: hybridrag-backends migrate --from {wd.resolve()} --to PG_TARGET\n  PG_TARGET: "
     assert any(w.startswith("vdb_entities.json") and command in w for w in m.warnings)
     assert any(w.startswith("total") and command in w for w in m.warnings)
+    assert all("embedding_dim=1536" in w for w in m.warnings)  # the dimension the vdb files hold
     assert m.details["other_files"] == ["lightrag.log"]
     assert "kv_store_doc_status.json" in m.details["absent_standard_files"]
     ws_cmd = provider.migrate_command(BackendConfig(working_dir="/x y", workspace="kb"))
-    assert ws_cmd == "hybridrag-backends migrate --from '/x y' --workspace kb --to postgresql://USER@HOST:5432/DB"
+    assert ws_cmd.startswith("hybridrag-backends migrate --from '/x y' --workspace kb --to PG_TARGET\n  PG_TARGET: ")
+    assert "embedding_dim=DIM" in ws_cmd and "DIM: the dimension of your embedding model" in ws_cmd
 
 
 def test_claims_describe_env_and_kwargs(tmp_path):

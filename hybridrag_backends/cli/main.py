@@ -209,10 +209,9 @@ def validate_cmd(target: str, workspace: Optional[str], as_json: bool) -> None:
     else:
         for c in checks:
             mark = "[green]ok  [/green]" if c.ok else "[red]FAIL[/red]"
-            line = f"{mark} {shown(c.name)}" + (f": {shown(c.detail)}" if c.detail else "")
-            if not c.ok and c.fix:
-                line += f"  [yellow]fix:[/yellow] {shown(c.fix)}"
-            console.print(line, soft_wrap=True)
+            console.print(f"{mark} {shown(c.name)}" + (f": {shown(c.detail)}" if c.detail else ""), soft_wrap=True)
+            if not c.ok and c.fix:  # on lines of its own: a "run: <command>" in it ends its line (hints.py)
+                console.print(f"     [yellow]fix:[/yellow] {shown(c.fix)}", soft_wrap=True)
         console.print("[green]valid[/green]" if ok else "[red]invalid[/red]")
     if not ok:
         raise SystemExit(2)
