@@ -46,10 +46,12 @@ Stable shapes: keys are sorted, keys are only ever added. Strings are redacted
     {"target": ..., "name": ..., "backend": ..., "location": ..., "ok": true,
      "checks": [{"name": "<check>", "ok": true, "detail": "<what was found>", "fix": "<what to do>"}]}
 
-``env TARGET --json``::
+``env TARGET --json`` (the same as ``--format json``; ``--format shell`` / ``dotenv`` print export lines /
+the ``.env`` LightRAG Server reads, a masked secret as a comment line)::
 
     {"target": ..., "name": ..., "backend": ..., "location": ...,
-     "env": {"POSTGRES_HOST": "...", "POSTGRES_PASSWORD": "***"},  # secrets masked unless --show-secrets
+     "env": {"LIGHTRAG_KV_STORAGE": "PGKVStorage", ..., "WORKSPACE": "...", "EMBEDDING_MODEL": "...",
+             "POSTGRES_HOST": "...", "POSTGRES_PASSWORD": "***"},  # secrets masked unless --show-secrets
      "secrets": ["POSTGRES_PASSWORD"],                              # names whose values are secret
      "secrets_shown": false}
 

@@ -91,9 +91,10 @@ def _no_route(exc: NoRoute) -> None:
 @click.option("--replace", is_flag=True, help="With --register: overwrite an entry with the same name.")
 def up_cmd(via: str, root: Optional[str], dry_run: bool, register_name: Optional[str], password_env: str,
            embedding_model: Optional[str], embedding_dim: Optional[int], path: Optional[Path], replace: bool) -> None:
-    """Start a local PostgreSQL 17 with pgvector and Apache AGE (age preloaded); print its URL.
+    """Start PostgreSQL 17 + pgvector + AGE; print its URL.
 
-    Idempotent: an existing server is reused (same port, same password)."""
+    Apache AGE < 1.8 with age preloaded, on 127.0.0.1. Idempotent: an existing server is reused
+    (same port, same password)."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", password_env):
         raise ConfigError("--password-env", password_env, "must be an environment variable name like POSTGRES_PASSWORD")
     facts = Facts.gather()
@@ -180,7 +181,7 @@ def _print_dry_run(via: str, root: Optional[str], facts: Facts) -> None:
 @via_option
 @root_option
 def down_cmd(via: str, root: Optional[str]) -> None:
-    """Stop the local PostgreSQL (its data is kept; 'up' starts it again)."""
+    """Stop it (the data is kept; 'up' starts it again)."""
     try:
         route = _existing(via, root)
     except NoRoute as exc:
@@ -193,7 +194,7 @@ def down_cmd(via: str, root: Optional[str]) -> None:
 @root_option
 @json_option
 def status_cmd(via: str, root: Optional[str], as_json: bool) -> None:
-    """running / stopped / absent, with the port; exit 3 when not running."""
+    """Running, stopped or absent (exit 3 unless running)."""
     try:
         route = _existing(via, root)
     except NoRoute as exc:
@@ -218,7 +219,7 @@ def status_cmd(via: str, root: Optional[str], as_json: bool) -> None:
 @click.option("--show-password", is_flag=True, help="Print the password in the URL instead of masking it.")
 @click.option("--password-only", is_flag=True, help="Print only the password (for export POSTGRES_PASSWORD=...).")
 def url_cmd(via: str, root: Optional[str], show_password: bool, password_only: bool) -> None:
-    """The running server's URL (password masked unless --show-password); exit 1 when not running."""
+    """Its URL, password masked unless asked (exit 1 if down)."""
     try:
         route = _existing(via, root)
     except NoRoute as exc:
