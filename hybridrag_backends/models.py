@@ -206,14 +206,17 @@ class BackendConfig:
         return get_provider(self.backend_type).storage_classes(self)
 
     def get_env_vars(self) -> Dict[str, str]:
-        """Environment variables LightRAG reads for this backend, from its provider plugin.
+        """Environment variables LightRAG and LightRAG Server read for this backend
+        (:func:`hybridrag_backends.hybridrag.lightrag_env`: storage class names, workspace, the
+        provider plugin's own variables).
 
         Includes the password when one is configured (resolved from ``${VAR}``);
         never print this mapping without redaction.
         """
+        from .hybridrag import lightrag_env
         from .plugins import get_provider
 
-        return get_provider(self.backend_type).env_vars(self)
+        return lightrag_env(get_provider(self.backend_type), self)
 
     @classmethod
     def from_connection_string(cls, conn_str: str, **overrides: Any) -> "BackendConfig":
@@ -384,11 +387,14 @@ class StorageMetrics:
         total_size_warning_mb: Optional[int] = None,
         migrate_command: Optional[str] = None,
     ) -> None:
-        """Add a warning per file over the file threshold and one for the total."""
+        """Add a warning per file over the file threshold and one for the total.
+
+        ``migrate_command`` is the command to run (placeholder lines may follow it, see
+        :mod:`hybridrag_backends.hints`)."""
         file_limit = (
             file_size_warning_mb * 1024 * 1024 if file_size_warning_mb is not None else self.MIGRATION_WARNING_THRESHOLD
         )
-        advice = f"Consider migrating to PostgreSQL: {migrate_command}" if migrate_command else (
+        advice = f"Consider migrating to PostgreSQL; run: {migrate_command}" if migrate_command else (
             "Consider migrating to PostgreSQL backend."
         )
         for filename, size in self.file_sizes.items():

@@ -149,11 +149,11 @@ class BackendManager:
             return self._providers[key]
         except KeyError:
             installed = ", ".join(sorted(self._providers)) or "none"
-            hint = {"postgres": "hybridrag-backends[postgres]", "mongodb": "hybridrag-backends[mongodb]"}.get(
-                key, f"the plugin that provides {key!r}"
-            )
+            extra = {"postgres": "run: pip install 'hybridrag-backends[postgres]'",
+                     "mongodb": "run: pip install 'hybridrag-backends[mongodb]'"}
             raise NotFoundError(
-                f"no backend {key!r} is installed (installed: {installed}); pip install {hint}"
+                f"no backend {key!r} is installed (installed: {installed}); "
+                + extra.get(key, f"install the plugin that provides {key!r}")
             ) from None
 
     def plugin_of(self, backend: str) -> PluginInfo:

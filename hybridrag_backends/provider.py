@@ -292,7 +292,13 @@ class BackendProvider(abc.ABC):
 
     @abc.abstractmethod
     def env_vars(self, config: "BackendConfig") -> Dict[str, str]:
-        """Environment variables LightRAG reads for this backend (secrets included, resolved)."""
+        """The backend's own environment variables LightRAG reads (connection, database, the
+        backend's workspace variable; secrets included, resolved).
+
+        The variables every backend shares (``LIGHTRAG_*_STORAGE`` from :meth:`storage_classes`,
+        ``WORKSPACE``, ``WORKING_DIR``, ``EMBEDDING_MODEL`` / ``EMBEDDING_DIM`` from the config)
+        are added by :func:`hybridrag_backends.hybridrag.lightrag_env`; return one here only to
+        override it (the JSON provider gives the embedding dimension its files hold)."""
 
     def secret_env_vars(self) -> tuple:
         """Names in :meth:`env_vars` whose values are secret (masked unless --show-secrets)."""

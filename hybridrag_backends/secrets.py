@@ -123,7 +123,8 @@ def resolve_env_refs(value: str | None, env: dict[str, str] | None = None, *, fi
     env = os.environ if env is None else env
     name = m.group("name")
     if name not in env:
-        raise ConfigError(field, value, f"environment variable {name} is not set", f"export {name}=... before running")
+        raise ConfigError(field, value, f"environment variable {name} is not set; set it to the value it should "
+                          f"hold (VALUE) and rerun; run: export {name}=VALUE")
     return env[name]
 
 

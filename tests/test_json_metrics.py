@@ -12,6 +12,7 @@ import networkx as nx
 import pytest
 from conftest import REALDATA, realdata_workspaces
 
+from hybridrag_backends.hybridrag import lightrag_env
 from hybridrag_backends.models import BackendConfig
 from hybridrag_backends_json import layout
 from hybridrag_backends_json.metrics import count_file
@@ -102,13 +103,16 @@ def test_size_warnings_name_the_exact_migrate_command():
     provider = JsonProvider()
     cfg = BackendConfig(working_dir=str(wd), file_size_warning_mb=1, total_size_warning_mb=2)
     m = asyncio.run(provider.metrics(cfg))
-    command = f"hybridrag-backends migrate --from {wd.resolve()} --to postgresql://USER@HOST:5432/DB"
+    # no PostgreSQL database registered: the target is a placeholder, explained on the next line
+    command = f"run: hybridrag-backends migrate --from {wd.resolve()} --to PG_TARGET\n  PG_TARGET: "
     assert any(w.startswith("vdb_entities.json") and command in w for w in m.warnings)
     assert any(w.startswith("total") and command in w for w in m.warnings)
+    assert all("embedding_dim=1536" in w for w in m.warnings)  # the dimension the vdb files hold
     assert m.details["other_files"] == ["lightrag.log"]
     assert "kv_store_doc_status.json" in m.details["absent_standard_files"]
     ws_cmd = provider.migrate_command(BackendConfig(working_dir="/x y", workspace="kb"))
-    assert ws_cmd == "hybridrag-backends migrate --from '/x y' --workspace kb --to postgresql://USER@HOST:5432/DB"
+    assert ws_cmd.startswith("hybridrag-backends migrate --from '/x y' --workspace kb --to PG_TARGET\n  PG_TARGET: ")
+    assert "embedding_dim=DIM" in ws_cmd and "DIM: the dimension of your embedding model" in ws_cmd
 
 
 def test_claims_describe_env_and_kwargs(tmp_path):
@@ -125,7 +129,7 @@ def test_claims_describe_env_and_kwargs(tmp_path):
     assert cfg.backend_type == "json" and cfg.working_dir == str(lj) and cfg.workspace == "knowledge_base"
     assert p.describe(cfg) == f"json:{lj.resolve()}#knowledge_base"
     assert p.describe(p.config_from_target(str(lj) + "/")) == f"json:{lj.resolve()}"
-    env = p.env_vars(cfg)
+    env = lightrag_env(p, cfg)
     assert env["WORKSPACE"] == "knowledge_base" and env["WORKING_DIR"] == str(lj.resolve())
     assert env["LIGHTRAG_KV_STORAGE"] == "JsonKVStorage" and env["LIGHTRAG_GRAPH_STORAGE"] == "NetworkXStorage"
     kwargs = p.lightrag_kwargs(cfg)

@@ -182,7 +182,11 @@ def test_the_rest_still_works_next_to_a_broken_plugin(venv_python):
     assert out["metrics"]["store_counts"] == {"things": 3}
     assert "hunter2" not in proc.stdout + proc.stderr
     env = run_cli(venv_python, "env", "tiny://me:hunter2@somewhere", "--json")
-    assert json.loads(env.stdout)["env"] == {"TINY_MODE": "test", "TINY_URI": "***"}
+    # a third-party backend gets the variables every backend shares (storage classes, workspace) from the core
+    assert json.loads(env.stdout)["env"] == {
+        "TINY_MODE": "test", "TINY_URI": "***", "WORKSPACE": "",
+        "LIGHTRAG_KV_STORAGE": "JsonKVStorage", "LIGHTRAG_VECTOR_STORAGE": "NanoVectorDBStorage",
+        "LIGHTRAG_GRAPH_STORAGE": "NetworkXStorage", "LIGHTRAG_DOC_STATUS_STORAGE": "JsonDocStatusStorage"}
     assert json.loads(env.stdout)["secrets"] == ["TINY_URI"] and "hunter2" not in env.stdout + env.stderr
     shown = run_cli(venv_python, "env", "tiny://me:hunter2@somewhere", "--show-secrets")
     assert "export TINY_URI=tiny://me:hunter2@somewhere" in shown.stdout.splitlines()

@@ -65,7 +65,7 @@ def test_unreachable_server_gives_fix_and_no_password():
     p = get_provider("postgres")
     cfg = p.config_from_target("postgresql://u:s3cretpw@127.0.0.1:1/db")
     checks = asyncio.run(p.validate(cfg))
-    assert not checks[0].ok and "pg-sandbox" in checks[0].detail and "s3cretpw" not in checks[0].detail
+    assert not checks[0].ok and "run: hybridrag-backends postgres up" in checks[0].detail and "s3cretpw" not in checks[0].detail
     m = asyncio.run(p.metrics(cfg))
     assert not m.is_connected and m.health == "error" and "s3cretpw" not in str(m.warnings)
 
@@ -73,7 +73,7 @@ def test_unreachable_server_gives_fix_and_no_password():
 def test_missing_extension_reported_with_fix(pg_bare_db):
     provider = get_provider("postgres")
     checks = {c.name: c for c in asyncio.run(provider.validate(provider.config_from_target(pg_bare_db)))}
-    assert not checks["extension vector"].ok and "CREATE EXTENSION vector" in checks["extension vector"].fix
+    assert not checks["extension vector"].ok and "CREATE EXTENSION IF NOT EXISTS vector" in checks["extension vector"].fix
     assert not checks["extension age"].ok
 
 
@@ -155,7 +155,7 @@ def test_cli_migration_shows_no_password_anywhere(pg_module_db, tmp_path, _isola
 
 
 def test_target_without_extensions_is_refused_with_fix(pg_bare_db):
-    with pytest.raises(TargetError, match="CREATE EXTENSION vector"):
+    with pytest.raises(TargetError, match="CREATE EXTENSION IF NOT EXISTS vector"):
         _migrate(REALDATA / "macking3__lucaOS__rag_storage", pg_bare_db, "noext")
 
 

@@ -46,10 +46,12 @@ Stable shapes: keys are sorted, keys are only ever added. Strings are redacted
     {"target": ..., "name": ..., "backend": ..., "location": ..., "ok": true,
      "checks": [{"name": "<check>", "ok": true, "detail": "<what was found>", "fix": "<what to do>"}]}
 
-``env TARGET --json``::
+``env TARGET --json`` (the same as ``--format json``; ``--format shell`` / ``dotenv`` print export lines /
+the ``.env`` LightRAG Server reads, a masked secret as a comment line)::
 
     {"target": ..., "name": ..., "backend": ..., "location": ...,
-     "env": {"POSTGRES_HOST": "...", "POSTGRES_PASSWORD": "***"},  # secrets masked unless --show-secrets
+     "env": {"LIGHTRAG_KV_STORAGE": "PGKVStorage", ..., "WORKSPACE": "...", "EMBEDDING_MODEL": "...",
+             "POSTGRES_HOST": "...", "POSTGRES_PASSWORD": "***"},  # secrets masked unless --show-secrets
      "secrets": ["POSTGRES_PASSWORD"],                              # names whose values are secret
      "secrets_shown": false}
 
@@ -68,6 +70,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import shlex
 from typing import Any, Dict, List, Optional
 
@@ -75,6 +78,7 @@ import click
 from rich.table import Table
 
 from .. import __version__
+from ..errors import ValidationFailure
 from ..models import human_size
 from ..provider import BackendProvider
 from ..secrets import MASK, redact
@@ -207,37 +211,86 @@ def validate_cmd(target: str, workspace: Optional[str], as_json: bool) -> None:
     else:
         for c in checks:
             mark = "[green]ok  [/green]" if c.ok else "[red]FAIL[/red]"
-            line = f"{mark} {shown(c.name)}" + (f": {shown(c.detail)}" if c.detail else "")
-            if not c.ok and c.fix:
-                line += f"  [yellow]fix:[/yellow] {shown(c.fix)}"
-            console.print(line, soft_wrap=True)
+            console.print(f"{mark} {shown(c.name)}" + (f": {shown(c.detail)}" if c.detail else ""), soft_wrap=True)
+            if not c.ok and c.fix:  # on lines of its own: a "run: <command>" in it ends its line (hints.py)
+                console.print(f"     [yellow]fix:[/yellow] {shown(c.fix)}", soft_wrap=True)
         console.print("[green]valid[/green]" if ok else "[red]invalid[/red]")
     if not ok:
         raise SystemExit(2)
 
 
+ENV_FORMATS = ("shell", "dotenv", "json")
+# python-dotenv (what LightRAG Server reads .env with) takes these unquoted; anything else is double-quoted
+_DOTENV_BARE = re.compile(r"[A-Za-z0-9_./:@%+,-]*")
+
+
+def dotenv_value(key: str, value: str) -> str:
+    """``value`` written so python-dotenv reads it back unchanged (LightRAG Server's ``.env`` reader)."""
+    if "${" in value:  # python-dotenv expands ${VAR} in every value, quoted or not, and has no escape for it
+        raise ValidationFailure(
+            f"the value of {key} contains '${{', which LightRAG Server's .env reader (python-dotenv) would expand; "
+            f"use --format shell, or set {key} in the server's environment (it takes precedence over .env)")
+    if _DOTENV_BARE.fullmatch(value):
+        return value
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+               .replace("\r", "\\r").replace("\t", "\\t"))
+    return f'"{escaped}"'
+
+
 @click.command("env")
 @click.argument("target")
 @workspace_option
+@click.option("--format", "fmt", type=click.Choice(ENV_FORMATS), default=None,
+              help="shell: export lines (default); dotenv: the .env LightRAG Server reads from its start "
+                   "directory; json: the --json shape.")
 @click.option("--show-secrets", is_flag=True, help="Print passwords instead of masking them.")
 @json_option
-def env_cmd(target: str, workspace: Optional[str], show_secrets: bool, as_json: bool) -> None:
-    """Environment variables LightRAG needs for TARGET, as shell exports."""
+def env_cmd(target: str, workspace: Optional[str], fmt: Optional[str], show_secrets: bool, as_json: bool) -> None:
+    """Environment variables LightRAG and LightRAG Server read to use TARGET.
+
+    The storage class names (LIGHTRAG_*_STORAGE), WORKSPACE, WORKING_DIR, EMBEDDING_MODEL /
+    EMBEDDING_DIM where known, and the backend's connection variables. A masked secret is
+    printed as a comment, so pasting the output never overwrites a password you exported:
+
+    \b
+        hybridrag-backends env TARGET --format dotenv --show-secrets > .env && lightrag-server
+    """
+    if as_json and fmt not in (None, "json"):
+        raise click.UsageError(f"--json and --format {fmt} contradict each other; give one of them")
+    fmt = "json" if as_json else (fmt or "shell")
     load_plugins()
     resolved = resolve_target(target, workspace=workspace)
-    env = resolved.provider.env_vars(resolved.config)
+    env = _target_env(resolved)
     secret_names = sorted(set(resolved.provider.secret_env_vars()) & set(env))
-    shown = {k: (MASK if k in secret_names and not show_secrets and env[k] else env[k]) for k in sorted(env)}
+    masked = {k for k in secret_names if not show_secrets and env[k]}
+    values = {k: (MASK if k in masked else env[k]) for k in sorted(env)}
     if not show_secrets:
-        shown = {k: redact(v) for k, v in shown.items()}
-    if as_json:
+        values = {k: redact(v) for k, v in values.items()}
+    if fmt == "json":
         emit_json(
-            {**_target_header(target, resolved), "env": shown, "secrets": secret_names, "secrets_shown": show_secrets},
+            {**_target_header(target, resolved), "env": values, "secrets": secret_names, "secrets_shown": show_secrets},
             show_secrets=show_secrets,
         )
         return
-    for key, value in shown.items():
-        click.echo(f"export {key}={shlex.quote(str(value))}")
+    lines = [f"# LightRAG / LightRAG Server settings for {redact(resolved.location)} (hybridrag-backends env)"]
+    for key, value in values.items():
+        if key in masked:
+            lines.append(f"# {key} is secret and masked: export it yourself, or rerun with --show-secrets")
+        elif fmt == "dotenv":
+            lines.append(f"{key}={dotenv_value(key, str(value))}")
+        else:
+            lines.append(f"export {key}={shlex.quote(str(value))}")
+    click.echo("\n".join(lines))
+
+
+def _target_env(resolved: ResolvedTarget) -> Dict[str, str]:
+    """What :func:`~hybridrag_backends.hybridrag.lightrag_settings` gives for the same target: a
+    registry entry's path is LightRAG's working dir for server backends too."""
+    from ..hybridrag import settings_for
+    from ..registry import Registry
+
+    entry = Registry.load().get(resolved.name) if resolved.name else None
+    return settings_for(resolved.config, entry.path if entry else None)[1]
 
 
 # -- the root group ------------------------------------------------------------------

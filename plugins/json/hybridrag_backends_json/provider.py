@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from hybridrag_backends.errors import NotFoundError
+from hybridrag_backends.errors import NotFoundError, SourceError
+from hybridrag_backends.hints import command_text, run_hint
 from hybridrag_backends.models import BackendConfig, BackendType, StorageMetrics
 from hybridrag_backends.provider import BackendProvider, Check
 
 from . import layout
 from .metrics import try_count
+from .nanovdb import VDBFile
 from .session import JsonSession
 from .writer import is_ours
 
@@ -71,18 +72,29 @@ class JsonProvider(BackendProvider):
         return dict(STORAGE_CLASSES)
 
     def env_vars(self, config: BackendConfig) -> Dict[str, str]:
-        # LightRAG's JSON storages read no env var of their own; LightRAG reads WORKSPACE
-        # (LightRAG.workspace default) and its server WORKING_DIR and LIGHTRAG_*_STORAGE
-        # (lightrag/api/config.py).
-        env = {
-            "WORKING_DIR": str(_working_dir(config)),
-            "WORKSPACE": config.workspace or "",
-            "LIGHTRAG_KV_STORAGE": STORAGE_CLASSES["kv_storage"],
-            "LIGHTRAG_VECTOR_STORAGE": STORAGE_CLASSES["vector_storage"],
-            "LIGHTRAG_GRAPH_STORAGE": STORAGE_CLASSES["graph_storage"],
-            "LIGHTRAG_DOC_STATUS_STORAGE": STORAGE_CLASSES["doc_status_storage"],
-        }
+        """LightRAG's JSON storages read no variable of their own: LightRAG Server finds the files
+        through WORKING_DIR (and WORKSPACE, added by the core with the storage class names).
+        EMBEDDING_DIM comes from the vdb files when they agree, because NanoVectorDB refuses to
+        open a file whose embedding_dim differs from the server's."""
+        env = {"WORKING_DIR": str(_working_dir(config))}
+        dims = self.embedding_dims(config)
+        if len(dims) == 1:
+            env["EMBEDDING_DIM"] = str(dims.pop())
         return env
+
+    def embedding_dims(self, config: BackendConfig) -> set:
+        """The embedding dimensions the workspace's vdb files declare (read from each file's head)."""
+        dims = set()
+        folder = self._folder(config)
+        if not folder.is_dir():
+            return dims
+        for sf in layout.store_files(folder):
+            if sf.kind == "vdb":
+                try:
+                    dims.add(VDBFile(sf.path, sf.namespace).embedding_dim())
+                except (SourceError, OSError):
+                    continue  # a corrupt file: status / validate report it
+        return dims
 
     def lightrag_kwargs(self, config: BackendConfig) -> Dict[str, Any]:
         kwargs: Dict[str, Any] = dict(STORAGE_CLASSES)
@@ -109,17 +121,17 @@ class JsonProvider(BackendProvider):
         folder = self._folder(config)
         files = layout.store_files(folder)
         found = layout.workspaces_with_files(wd)
-        hint = ", ".join(f"--workspace {w}" if w else "no --workspace" for w in found) or "none found"
         checks.append(Check(
             "LightRAG files", bool(files), f"{len(files)} files in {folder}",
-            "" if files else f"no kv_store_*.json / vdb_*.json / graph_*.graphml in {folder}; workspaces with files: {hint}",
+            "" if files else _no_files_fix(wd, folder, found),
         ))
         if not files:
             return checks
         unreadable = [sf.name for sf in files if not os.access(sf.path, os.R_OK)]
         checks.append(Check(
             "files readable", not unreadable, ", ".join(unreadable) or f"all {len(files)}",
-            f"give the current user read permission (chmod u+r) on: {', '.join(unreadable)}" if unreadable else "",
+            f"give the current user read permission; {run_hint(['chmod', 'u+r'] + [str(folder / n) for n in unreadable])}"
+            if unreadable else "",
         ))
         # the same bounded-memory structural scan status uses: a corrupt file fails here too
         readable = [sf for sf in files if sf.name not in unreadable]
@@ -131,11 +143,26 @@ class JsonProvider(BackendProvider):
         return checks
 
     def migrate_command(self, config: BackendConfig) -> str:
+        """The ``migrate`` command ``status`` suggests: into a registered PostgreSQL database that
+        names its embedding model (a complete command), else into the placeholder PG_TARGET,
+        explained on the next line (see :mod:`hybridrag_backends.hints`)."""
         parts = ["hybridrag-backends", "migrate", "--from", str(_working_dir(config))]
         if config.workspace:
             parts += ["--workspace", config.workspace]
-        parts += ["--to", "postgresql://USER@HOST:5432/DB"]
-        return shlex.join(parts)
+        dims = self.embedding_dims(config)
+        registered = _registered_postgres_target(dims)
+        if registered:
+            return command_text(parts + ["--to", registered])
+        dim = str(next(iter(dims))) if len(dims) == 1 else "DIM"
+        explained = (
+            f"PG_TARGET: a PostgreSQL database with pgvector and Apache AGE, as "
+            f"postgresql://USER:PASSWORD@HOST:5432/DB?embedding_model=MODEL&embedding_dim={dim} (MODEL: the embedding "
+            f"model your LightRAG uses; PostgreSQL vector tables are named after it), or the name of one registered "
+            f"with --embedding-model MODEL --embedding-dim {dim}; a local one: hybridrag-backends postgres up "
+            f"--register NAME --embedding-model MODEL --embedding-dim {dim}")
+        if dim == "DIM":
+            explained += " (DIM: the dimension of your embedding model)"
+        return command_text(parts + ["--to", "PG_TARGET"]) + "\n  " + explained
 
     async def metrics(self, config: BackendConfig) -> StorageMetrics:
         return await asyncio.to_thread(self._metrics, config)
@@ -183,6 +210,35 @@ class JsonProvider(BackendProvider):
 
     def open(self, config: BackendConfig) -> JsonSession:
         return JsonSession(str(_working_dir(config)), config.workspace or "")
+
+
+def _no_files_fix(wd: Path, folder: Path, found: List[str]) -> str:
+    text = f"no kv_store_*.json / vdb_*.json / graph_*.graphml in {folder}"
+    if not found:
+        return text + "; point to the LightRAG working dir (the folder holding them)"
+    workspaces = ", ".join(f"--workspace {w}" if w else "no --workspace" for w in found)
+    command = ["hybridrag-backends", "validate", str(wd)] + (["--workspace", found[0]] if found[0] else [])
+    return f"{text}; workspaces with files: {workspaces}; {run_hint(command)}"
+
+
+def _registered_postgres_target(dims: set) -> Optional[str]:
+    """A registered PostgreSQL database that can take this workspace as it is: it names its embedding
+    model, and its dimension (if set) is the one the files hold. The first by name, or None."""
+    from hybridrag_backends.errors import HybridRAGBackendsError
+    from hybridrag_backends.registry import Registry
+
+    try:
+        entries = Registry.load().entries()
+    except HybridRAGBackendsError:  # a broken registry must not break status
+        return None
+    for entry in entries:
+        config = entry.backend_config or {}
+        if str(entry.backend_type) != "postgres" or not config.get("embedding_model"):
+            continue
+        if config.get("embedding_dim") and dims and {int(config["embedding_dim"])} != dims:
+            continue
+        return entry.name
+    return None
 
 
 def _working_dir(config: BackendConfig) -> Path:

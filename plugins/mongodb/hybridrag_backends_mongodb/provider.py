@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from hybridrag_backends.errors import ConfigError, ConnectionFailure
+from hybridrag_backends.hints import run_hint
 from hybridrag_backends.models import BackendConfig, BackendType, StorageMetrics
 from hybridrag_backends.provider import BackendProvider, Check
 from hybridrag_backends.secrets import redact
@@ -120,7 +121,8 @@ class MongoProvider(BackendProvider):
                 resolve_uri(config.mongo_uri or "")
                 checks.append(Check("password", True, f"from environment variable {parsed.password_var}"))
             except ConfigError as exc:
-                checks.append(Check("password", False, str(exc), f"export {parsed.password_var}=..."))
+                checks.append(Check("password", False, str(exc),
+                                    run_hint(f"export {parsed.password_var}=VALUE", {"VALUE": "the MongoDB password"})))
                 return checks
         if problem:
             return checks

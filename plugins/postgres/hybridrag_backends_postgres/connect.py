@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
-from typing import Any, Dict
+from typing import Any, Dict, Optional
+from urllib.parse import quote
 
 import asyncpg
 from pgvector.asyncpg import register_vector
 
 from hybridrag_backends.errors import ConnectionFailure
+from hybridrag_backends.hints import run_hint
 from hybridrag_backends.models import BackendConfig
 from hybridrag_backends.secrets import redact, resolve_env_refs
 
+from .naming import quote_ident
+
 CONNECT_TIMEOUT = 5.0
+# Docker when a daemon answers, else (root on Debian/Ubuntu) a sandbox: see localserver.py
+LOCAL_SERVER_HINT = "run: hybridrag-backends postgres up"
 
 
 def connect_kwargs(config: BackendConfig) -> Dict[str, Any]:
@@ -36,6 +42,13 @@ def connect_kwargs(config: BackendConfig) -> Dict[str, Any]:
     else:  # allow / prefer: asyncpg's own negotiation
         kwargs["ssl"] = config.postgres_ssl_mode
     return kwargs
+
+
+def psql_hint(config: BackendConfig, sql: str, *, database: Optional[str] = None) -> str:
+    """``run: psql <url without password> -c <sql>``: complete; psql asks for the password (or reads PGPASSWORD)."""
+    url = (f"postgresql://{quote(config.postgres_user, safe='')}@{config.postgres_host}:{config.postgres_port}"
+           f"/{quote(database or config.postgres_database, safe='')}")
+    return run_hint(["psql", url, "-c", sql])
 
 
 def where(config: BackendConfig) -> str:
@@ -61,7 +74,8 @@ def describe_failure(config: BackendConfig, exc: BaseException) -> str:
     if isinstance(exc, asyncpg.InvalidPasswordError):
         fix = "check the user and password (POSTGRES_PASSWORD or the ${VAR} the config names)"
     elif isinstance(exc, asyncpg.InvalidCatalogNameError):
-        fix = f"create the database: CREATE DATABASE {config.postgres_database}"
+        fix = "create the database; as a superuser " + psql_hint(
+            config, f"CREATE DATABASE {quote_ident(config.postgres_database)}", database="postgres")
     else:
-        fix = ("start the server or fix host/port; for a local test server run scripts/pg-sandbox start")
+        fix = f"start the server or fix host/port; for a local one, {LOCAL_SERVER_HINT}"
     return f"cannot connect to PostgreSQL at {where(config)}: {reason}; {fix}"

@@ -13,7 +13,7 @@ from hybridrag_backends.models import BackendConfig, BackendType, StorageMetrics
 from hybridrag_backends.provider import Check
 
 from . import naming
-from .connect import connect
+from .connect import LOCAL_SERVER_HINT, connect, psql_hint
 
 MIN_VECTOR = (0, 5)
 MAX_AGE_EXCLUSIVE = (1, 8)
@@ -43,20 +43,22 @@ async def validate(config: BackendConfig) -> List[Check]:
     try:
         conn = await connect(config, vectors=False)
     except (ConnectionFailure, ConfigError) as exc:
-        return [Check("connect", False, str(exc), "see the message; scripts/pg-sandbox start gives a local test server")]
+        return [Check("connect", False, str(exc), f"start the server or fix host, port or credentials; for a local server with both extensions, {LOCAL_SERVER_HINT}")]
     try:
         version = await conn.fetchval("SHOW server_version_num")
         checks.append(Check("connect", True, f"PostgreSQL {int(version) // 10000} at {config.postgres_host}:{config.postgres_port}"))
         if int(version) < 140000:
             checks.append(Check("server version", False, f"server is {version}", "use PostgreSQL 14 or newer"))
         exts = await _extensions(conn)
-        checks.append(_extension_check("vector", exts, lambda v: v >= MIN_VECTOR, "pgvector >= 0.5"))
-        checks.append(_extension_check("age", exts, lambda v: v < MAX_AGE_EXCLUSIVE, "Apache AGE < 1.8"))
+        checks.append(_extension_check("vector", exts, lambda v: v >= MIN_VECTOR, "pgvector >= 0.5", config))
+        checks.append(_extension_check("age", exts, lambda v: v < MAX_AGE_EXCLUSIVE, "Apache AGE < 1.8", config))
         preload = await conn.fetchval("SHOW shared_preload_libraries")
-        ok = "age" in [p.strip() for p in (preload or "").split(",")]
+        libraries = [p.strip() for p in (preload or "").split(",") if p.strip()]
+        ok = "age" in libraries
         checks.append(Check(
             "age preloaded", ok, f"shared_preload_libraries = {preload!r}",
-            "" if ok else "add age to shared_preload_libraries in postgresql.conf and restart (LightRAG never runs LOAD 'age')",
+            "" if ok else "LightRAG never runs LOAD 'age': preload it, then restart the server; as a superuser "
+            + psql_hint(config, f"ALTER SYSTEM SET shared_preload_libraries = '{','.join(libraries + ['age'])}'"),
         ))
         can_db, can_schema = await conn.fetchrow(
             "SELECT has_database_privilege(current_user, current_database(), 'CREATE'), "
@@ -65,16 +67,18 @@ async def validate(config: BackendConfig) -> List[Check]:
         checks.append(Check(
             "privileges", bool(can_db and can_schema),
             f"CREATE on database: {can_db}, CREATE on schema public: {can_schema}",
-            "" if can_db and can_schema else
-            f"GRANT CREATE ON DATABASE {config.postgres_database} TO {config.postgres_user}; "
-            f"GRANT CREATE ON SCHEMA public TO {config.postgres_user}",
+            "" if can_db and can_schema else "as a superuser " + psql_hint(
+                config, f"GRANT CREATE ON DATABASE {naming.quote_ident(config.postgres_database)} TO "
+                f"{naming.quote_ident(config.postgres_user)}; GRANT CREATE ON SCHEMA public TO "
+                f"{naming.quote_ident(config.postgres_user)}"),
         ))
     finally:
         await conn.close()
     return checks
 
 
-def _extension_check(name: str, exts: Dict[str, Dict[str, Optional[str]]], supported, wanted: str) -> Check:
+def _extension_check(name: str, exts: Dict[str, Dict[str, Optional[str]]], supported, wanted: str,
+                     config: BackendConfig) -> Check:
     info = exts.get(name)
     if info is None:
         return Check(f"extension {name}", False, f"{name} is not available on the server",
@@ -84,7 +88,7 @@ def _extension_check(name: str, exts: Dict[str, Dict[str, Optional[str]]], suppo
         return Check(f"extension {name}", False, f"{name} {version} is not supported", f"install {wanted}")
     if info["installed"] is None:
         return Check(f"extension {name}", False, f"{name} {version} is available but not created in this database",
-                     f"CREATE EXTENSION {name}; (as a superuser, in database) ")
+                     "as a superuser " + psql_hint(config, f"CREATE EXTENSION IF NOT EXISTS {name}"))
     return Check(f"extension {name}", True, f"{name} {version}")
 
 
@@ -168,7 +172,8 @@ async def _collect(conn: asyncpg.Connection, config: BackendConfig, latency: flo
     problems = [name for name, v in details["extensions"].items() if v is None]
     if problems:
         m.health = "degraded"
-        m.warnings.append(f"extension(s) not created in this database: {', '.join(problems)}; run validate for the fix")
+        m.warnings.append(f"extension(s) not created in this database: {', '.join(problems)}; "
+                          f"'hybridrag-backends validate' on the same target prints the command that creates them")
     return m
 
 

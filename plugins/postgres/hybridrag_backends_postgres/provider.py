@@ -68,7 +68,8 @@ class PostgresProvider(BackendProvider):
         }
 
     def env_vars(self, config: BackendConfig) -> Dict[str, str]:
-        """Every POSTGRES_* variable LightRAG 1.5.7 reads that the config holds."""
+        """Every POSTGRES_* variable LightRAG 1.5.7 reads (kg/postgres_impl.py ClientManager.get_config)
+        that the config holds."""
         env = {
             "POSTGRES_HOST": config.postgres_host,
             "POSTGRES_PORT": str(config.postgres_port),
@@ -94,11 +95,8 @@ class PostgresProvider(BackendProvider):
         for key in ("ssl_cert", "ssl_key", "ssl_root_cert", "ssl_crl"):
             if key in extra:
                 env[f"POSTGRES_{key.upper()}"] = str(extra[key])
-        # LightRAG's server reads these to build its EmbeddingFunc, which names the vector tables
-        if config.embedding_model:
-            env["EMBEDDING_MODEL"] = config.embedding_model
-        if config.embedding_dim:
-            env["EMBEDDING_DIM"] = str(config.embedding_dim)
+        # EMBEDDING_MODEL / EMBEDDING_DIM (which name the vector tables), WORKSPACE and the storage
+        # class names are added by hybridrag_backends.hybridrag.lightrag_env for every backend
         return env
 
     def secret_env_vars(self) -> tuple:
