@@ -15,7 +15,7 @@ import functools
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import orjson
@@ -154,44 +154,49 @@ def _json_equal(a: Any, b: Any) -> bool:
         return a == b
 
 
-def vector_problem(key: str, expected: Optional[np.ndarray], got: Any) -> Optional[str]:
-    """Why ``got`` is not ``expected`` as a 1-D float32 vector, or None."""
+def vector_problem(expected: Optional[np.ndarray], got: Any) -> Optional[Tuple[str, str]]:
+    """Why ``got`` is not ``expected`` as a 1-D float32 vector: (what, detail), or None."""
     if expected is None:
-        return None if got is None else f"record {key!r}: has a vector, the written record had none"
+        return None if got is None else ("has a vector, the written record had none", "")
     if got is None:
-        return f"record {key!r}: vector missing"
+        return ("vector missing", "")
     if not isinstance(got, np.ndarray) or got.dtype != np.float32 or got.ndim != 1:
-        kind = type(got).__name__ + (f" {got.dtype} shape {got.shape}" if isinstance(got, np.ndarray) else "")
-        return f"record {key!r}: vector is {kind}, not a 1-D float32 numpy array"
+        kind = type(got).__name__ + (f" {got.dtype} of shape {got.shape}" if isinstance(got, np.ndarray) else "")
+        return ("vector is not a 1-D float32 numpy array", kind)
     want = np.asarray(expected, dtype=np.float32)
     if got.shape != want.shape:
-        return f"record {key!r}: vector has {got.shape[0]} dimensions, {want.shape[0]} were written"
+        return ("vector has another dimension", f"{got.shape[0]} read, {want.shape[0]} written")
     if np.array_equal(got, want):
         return None
-    diff = float(np.max(np.abs(got - want)))
-    hint = ""
+    diff = f"max difference {float(np.max(np.abs(got - want))):.3g}"
     if np.array_equal(got, want.astype(np.float16).astype(np.float32)):
-        hint = " - it equals the float16 rounding of what was written: vectors must be kept as float32"
-    return f"record {key!r}: vector differs as float32 (max difference {diff:.3g}){hint}"
+        return ("vector differs as float32: it equals the float16 rounding of what was written "
+                "(vectors must be kept as float32)", diff)
+    return ("vector differs as float32", diff)
 
 
 def record_problems(store: StoreInfo, expected: Sequence[Record], got: Sequence[Record], lossy: Dict[str, str],
                     limit: int = 8) -> List[str]:
-    """Differences between the records written and the records read back, first ``limit`` of them."""
-    problems: List[str] = []
+    """Differences between the records written and the records read back, one line per kind of
+    difference (how many records, the first as the example), at most ``limit`` lines."""
+    found: Dict[str, List[str]] = {}
+
+    def note(what: str, key: str, detail: str = "") -> None:
+        found.setdefault(what, []).append(f"{key!r}" + (f": {detail}" if detail else ""))
+
     want = {r.key: r for r in expected}
     seen: Dict[str, int] = {}
     for record in got:
         seen[record.key] = seen.get(record.key, 0) + 1
     for key, n in seen.items():
         if n > 1:
-            problems.append(f"record {key!r} was read {n} times")
+            note(f"read {n} times", key)
     for key in want:
         if key not in seen:
-            problems.append(f"record {key!r} was written but not read back")
+            note("written but not read back", key)
     for key in seen:
         if key not in want:
-            problems.append(f"record {key!r} was read back but never written")
+            note("read back but never written", key)
     for record in got:
         if record.key not in want or seen.get(record.key, 0) != 1:
             continue
@@ -199,20 +204,20 @@ def record_problems(store: StoreInfo, expected: Sequence[Record], got: Sequence[
         a, b = comparable(source.payload, lossy), comparable(record.payload, lossy)
         for name in a:
             if name not in b:
-                problems.append(f"record {record.key!r}: field {name!r} was written but is missing when read back")
+                note(f"field {name!r} was written but is missing when read back", record.key)
             elif not _json_equal(a[name], b[name]):
-                problems.append(f"record {record.key!r}: field {name!r} reads back as {_short(b[name])}, "
-                                f"{_short(a[name])} was written")
+                note(f"field {name!r} reads back different", record.key, f"{_short(b[name])} instead of {_short(a[name])}")
         for name in b:
             if name not in a:
-                problems.append(f"record {record.key!r}: field {name!r} was not written but is read back "
-                                f"({_short(b[name])})")
-        vp = vector_problem(record.key, source.vector, record.vector)
-        if vp:
-            problems.append(vp)
-    if len(problems) > limit:
-        problems = problems[:limit] + [f"... and {len(problems) - limit} more"]
-    return [f"store {store.name}: {p}" for p in problems]
+                note(f"field {name!r} was not written but is read back", record.key, _short(b[name]))
+        problem = vector_problem(source.vector, record.vector)
+        if problem:
+            note(problem[0], record.key, problem[1])
+    lines = [f"store {store.name}: {len(keys)} of {len(want)} records: {what} (e.g. {keys[0]})"
+             for what, keys in found.items()]
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"... and {len(lines) - limit} more kinds of difference"]
+    return lines
 
 
 __all__ = [
