@@ -26,11 +26,17 @@ Needs pytest (``pip install 'hybridrag-backends[testing]'``).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import List, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
-from .target import SUITE_SECRET, ConformanceTarget
+from .independent import read_working_dir
+from .lightrag_reader import compare as lightrag_read_back
 from .suite import ProviderConformance
+from .target import SUITE_SECRET, ConformanceTarget
+
+if TYPE_CHECKING:
+    from ..migration.job import MigrationJob
 
 
 def lightrag_dirs(root: Path) -> List[Tuple[Path, str]]:
@@ -47,6 +53,20 @@ def lightrag_dirs(root: Path) -> List[Tuple[Path, str]]:
     return out
 
 
+def migrate(source: str, target: str, *, workspace: Optional[str] = None, target_workspace: Optional[str] = None,
+            batch_size: int = 500, allow_rejects: bool = False, force: bool = False) -> "MigrationJob":
+    """``hybridrag-backends migrate --from SOURCE --to TARGET``, in this process: the job, completed and
+    verified, or the engine's error (a HybridRAGBackendsError) raised."""
+    from ..migration.engine import migrate as run
+    from ..targets import resolve_target
+
+    src = resolve_target(source, workspace=workspace)
+    dst = resolve_target(target, workspace=target_workspace if target_workspace is not None else workspace, for_write=True)
+    result = asyncio.run(run(src, dst, batch_size=batch_size, allow_rejects=allow_rejects, force=force))
+    assert result.job is not None
+    return result.job
+
+
 def service_unavailable(what: str, fix: str) -> None:
     """A test needs a server that cannot be started: skip with the reason, or fail under CI=true
     (CI must run every test, never skip one)."""
@@ -59,4 +79,13 @@ def service_unavailable(what: str, fix: str) -> None:
     pytest.skip(f"{what} unavailable; {fix}")
 
 
-__all__ = ["SUITE_SECRET", "ConformanceTarget", "ProviderConformance", "lightrag_dirs", "service_unavailable"]
+__all__ = [
+    "SUITE_SECRET",
+    "ConformanceTarget",
+    "ProviderConformance",
+    "lightrag_dirs",
+    "lightrag_read_back",
+    "migrate",
+    "read_working_dir",
+    "service_unavailable",
+]

@@ -11,7 +11,8 @@ What LightRAG returns is compared leniently where LightRAG's own read path resha
 (documented per backend in LightRAG): a record must be there; every field it returns that the
 source also has must be equal; vectors must be equal as float32. NanoVectorDBStorage serves its
 lossy per-record float16 copy through ``get_vectors_by_ids``, so for it the float32 matrix row is
-compared as well (nano-vectordb normalises rows on load, so up to float32 rounding). Graph nodes and edges are counted through ``get_all_labels`` / ``get_all_edges``.
+compared as well (nano-vectordb normalises rows on load, so up to float32 rounding). Graph nodes and
+edges are counted through ``get_all_labels`` / ``get_all_edges``.
 
 The subprocess runs :mod:`.lightrag_dump` (``python -m hybridrag_backends.testing.lightrag_dump``,
 a JSON request on stdin, through ``ConformanceTarget.python``).
@@ -22,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
@@ -32,7 +34,7 @@ from .lightrag_dump import CLASS_KEY
 if TYPE_CHECKING:
     from ..models import BackendConfig
     from .independent import SourceStores
-    from .suite import Kit
+    from .target import ConformanceTarget
 
 #: LightRAG 1.5.7 read paths that return a record's fields under other names (LightRAG field -> the
 #: field of the stream record it holds): PGVectorStorage.get_by_ids() is ``SELECT *`` on
@@ -47,8 +49,8 @@ def _unb64(text: Optional[str]) -> Optional[np.ndarray]:
 # -- the test side ------------------------------------------------------------------------------
 
 
-def request_for(kit: "Kit", config: "BackendConfig", source: "SourceStores") -> Dict[str, Any]:
-    provider = kit.provider
+def request_for(target: "ConformanceTarget", config: "BackendConfig", source: "SourceStores", scratch: Path) -> Dict[str, Any]:
+    provider = target.provider
     kwargs = provider.lightrag_kwargs(config)
     stores = []
     for info, records in source.items():
@@ -59,20 +61,20 @@ def request_for(kit: "Kit", config: "BackendConfig", source: "SourceStores") -> 
         stores.append(entry)
     return {
         "classes": provider.storage_classes(config),
-        "working_dir": str(kwargs.get("working_dir") or config.working_dir or kit.scratch / "lightrag-working-dir"),
+        "working_dir": str(kwargs.get("working_dir") or config.working_dir or scratch / "lightrag-working-dir"),
         "workspace": kwargs.get("workspace", config.workspace_value) or "",
         "embedding_model": config.embedding_model,
         "stores": stores,
     }
 
 
-def read(kit: "Kit", config: "BackendConfig", source: "SourceStores") -> Dict[str, Any]:
+def read(target: "ConformanceTarget", config: "BackendConfig", source: "SourceStores", scratch: Path) -> Dict[str, Any]:
     """What LightRAG's own storages return for every source key (in a subprocess)."""
-    env = kit.target.subprocess_env(kit.scratch / "lightrag-reader-home")
-    env.update(kit.provider.env_vars(config))
-    proc = subprocess.run([*kit.target.python, "-m", "hybridrag_backends.testing.lightrag_dump"],
-                          input=json.dumps(request_for(kit, config, source)), capture_output=True, text=True,
-                          env=env, timeout=600, cwd=kit.scratch)
+    env = target.subprocess_env(scratch / "lightrag-reader-home")
+    env.update(target.provider.env_vars(config))
+    proc = subprocess.run([*target.python, "-m", "hybridrag_backends.testing.lightrag_dump"],
+                          input=json.dumps(request_for(target, config, source, scratch)), capture_output=True,
+                          text=True, env=env, timeout=600, cwd=scratch)
     if proc.returncode != 0:
         raise AssertionError(f"LightRAG's storages could not read the target (exit {proc.returncode}):\n"
                              f"{proc.stderr[-3000:]}")
@@ -83,22 +85,28 @@ def _differs(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str)
 
 
-def compare(kit: "Kit", config: "BackendConfig", source: "SourceStores", limit: int = 12) -> List[str]:
-    """Problems found when LightRAG's storages read ``config``'s location back against ``source``.
-    Field differences are summarised per store and field, with the first record as the example."""
-    dumped = read(kit, config, source)
-    classes = kit.provider.storage_classes(config)
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)[:100]
+
+
+def compare(target: "ConformanceTarget", config: "BackendConfig", source: "SourceStores", scratch: Path,
+            limit: int = 12) -> List[str]:
+    """Problems found when LightRAG's own storages read ``config``'s location back, against ``source``
+    (a working dir read by :func:`~.independent.read_working_dir`): one line per store and kind of
+    difference, with how many records and the first as the example."""
+    dumped = read(target, config, source, scratch)
+    classes = target.provider.storage_classes(config)
     problems: List[str] = []
     for info, records in source.items():
         got = dumped.get(info.name, {})
-        renames = LIGHTRAG_RENAMES.get((classes[CLASS_KEY[info.kind.value]], info.namespace), {})
+        storage = classes[CLASS_KEY[info.kind.value]]
+        renames = LIGHTRAG_RENAMES.get((storage, info.namespace), {})
         compared = 0
-        fields: Dict[str, List[str]] = {}
+        found: Dict[str, List[str]] = {}
         for key, (payload, vector) in records.items():
-            where = f"store {info.name} record {key!r}"
             record = got.get("records", {}).get(key)
             if not isinstance(record, dict):
-                problems.append(f"{where}: LightRAG's {CLASS_KEY[info.kind.value]} does not find it")
+                found.setdefault(f"not found by LightRAG's {storage}", []).append(repr(key))
                 continue
             record = {renames.get(k, k): v for k, v in record.items() if k not in renames.values()}
             for name, value in payload.items():
@@ -107,15 +115,15 @@ def compare(kit: "Kit", config: "BackendConfig", source: "SourceStores", limit: 
                 if name in record:
                     compared += 1
                     if _differs(record[name], value):
-                        fields.setdefault(name, []).append(
-                            f"{key!r}: {json.dumps(record[name], ensure_ascii=False, default=str)[:100]} instead of "
-                            f"{json.dumps(value, ensure_ascii=False, default=str)[:100]}")
+                        found.setdefault(f"field {name!r} differs", []).append(
+                            f"{key!r}: {_shown(record[name])} instead of {_shown(value)}")
             if info.kind is StoreKind.VECTOR:
-                problems += _vector_problems(where, got, key, vector)
-        for name, examples in fields.items():
-            problems.append(f"store {info.name}: field {name!r} differs in {len(examples)} of {len(records)} records "
-                            f"(e.g. {examples[0]})")
-        if records and not compared:
+                for what in _vector_problems(got, key, vector):
+                    found.setdefault(what, []).append(repr(key))
+        problems += [f"store {info.name}: {len(keys)} of {len(records)} records: {what} (e.g. {keys[0]})"
+                     for what, keys in found.items()]
+        # (records of old files can hold no field but their id: nothing to compare then)
+        if not compared and any(not k.startswith("__") for payload, _ in records.values() for k in payload):
             problems.append(f"store {info.name}: LightRAG returned none of the source's fields, so nothing could be "
                             f"compared (is storage_classes() right?)")
         problems += _count_problems(info, records, got)
@@ -124,22 +132,22 @@ def compare(kit: "Kit", config: "BackendConfig", source: "SourceStores", limit: 
     return problems
 
 
-def _vector_problems(where: str, got: Dict[str, Any], key: str, vector: Any) -> List[str]:
+def _vector_problems(got: Dict[str, Any], key: str, vector: Any) -> List[str]:
     served = _unb64(got["vectors"].get(key))
     want = np.asarray(vector, dtype=np.float32)
     if served is None:
-        return [f"{where}: get_vectors_by_ids() does not return its vector"]
+        return ["get_vectors_by_ids() does not return the vector"]
     if "matrix" not in got:
-        return [] if np.array_equal(served, want) else [f"{where}: get_vectors_by_ids() differs from the source as float32"]
+        return [] if np.array_equal(served, want) else ["get_vectors_by_ids() differs from the source as float32"]
     # NanoVectorDB serves its float16 per-record copy; its matrix holds the float32 row, which
     # nano-vectordb re-normalises when it loads the file: equal up to float32 rounding
     problems = []
     row = _unb64(got["matrix"].get(key))
     norm = float(np.linalg.norm(want)) or 1.0
     if row is None or not np.allclose(row, want / norm, rtol=0, atol=2e-7):
-        problems.append(f"{where}: the float32 matrix row differs from the source vector")
+        problems.append("the float32 matrix row differs from the source vector")
     if not np.array_equal(served, want.astype(np.float16).astype(np.float32)):
-        problems.append(f"{where}: get_vectors_by_ids() differs from the source vector")
+        problems.append("get_vectors_by_ids() differs from the source vector")
     return problems
 
 
@@ -153,5 +161,3 @@ def _count_problems(info: Any, records: Dict[str, Any], got: Dict[str, Any]) -> 
     what = "nodes" if info.kind is StoreKind.GRAPH_NODES else "edges"
     return [f"store {info.name}: LightRAG lists {len(set(listed))} {what}, the source has {len(records)}"
             + (f" (extra: {extra})" if extra else "")]
-
-

@@ -573,8 +573,9 @@ class ProviderConformance:
         for kind in (StoreKind.KV, StoreKind.DOC_STATUS, StoreKind.VECTOR, StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES):
             if kind not in kit.target.store_kinds:
                 pytest.skip(f"{kit.provider.name} cannot hold a whole knowledge base (no {kind.value} stores)")
-        source, config, target = engine.sigkill_run(kit)
-        _fail(lightrag_reader.compare(kit, config, source), "LightRAG's own storages reading the migrated target")
+        source, config, _ = engine.sigkill_run(kit)
+        _fail(lightrag_reader.compare(kit.target, config, source, kit.scratch),
+              "LightRAG's own storages reading the migrated target")
 
 
 # -- helpers --------------------------------------------------------------------------------
