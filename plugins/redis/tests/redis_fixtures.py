@@ -23,10 +23,15 @@ def redis_url() -> str:
     if url:
         return url
     try:
-        return redis_sandbox.start()
+        url = redis_sandbox.start()
     except redis_sandbox.Unavailable as exc:
         service_unavailable("redis-server", str(exc))
         raise  # not reached: skip / fail raise
+    import redis
+
+    with redis.Redis.from_url(url) as client:  # the sandbox is this checkout's: start each run empty
+        client.flushdb()
+    return url
 
 
 @pytest.fixture
