@@ -80,3 +80,14 @@ def test_the_correct_provider_passes_every_stream_and_config_check(pytester):
     result = run_suite(pytester, None, "not round_trip and not sigkill")
     outcome = result.parseoutcomes()
     assert outcome.get("passed", 0) >= 30 and not outcome.get("failed"), result.stdout.str()
+
+
+def test_service_unavailable_skips_outside_ci_and_fails_in_ci(monkeypatch):
+    from hybridrag_backends.testing import service_unavailable
+
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="redis-server unavailable; apt-get install -y redis-server"):
+        service_unavailable("redis-server", "apt-get install -y redis-server")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="redis-server is required in CI but unavailable"):
+        service_unavailable("redis-server", "apt-get install -y redis-server")

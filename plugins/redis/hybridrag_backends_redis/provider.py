@@ -125,7 +125,9 @@ class RedisProvider(BackendProvider):
             target = self._target(config)
             resolve_uri_refs(target.uri, field="extra_options.uri")
         except ConfigError as exc:
-            return [Check("configuration", False, str(exc), "give redis://[:password@]host:port/db?working_dir=PATH")]
+            fix = ("export the environment variable named above" if "environment variable" in str(exc)
+                   else "give redis://[:password@]host:port/db?working_dir=PATH")
+            return [Check("configuration", False, str(exc), fix)]
         checks = [Check("url", True, redact(target.uri))]
         try:
             server = await self._server(config)
