@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import orjson
 
-from ..provider import NULL_VALUED_FIELDS, GRAPH_NAMESPACE, Record, StoreInfo, StoreKind, edge_key
+from ..provider import NULL_VALUED_FIELDS, Record, StoreInfo, StoreKind, edge_key
 
 SAMPLE_DIM = 16
 UNICODE_TEXT = (
@@ -219,16 +219,3 @@ def record_problems(store: StoreInfo, expected: Sequence[Record], got: Sequence[
         lines = lines[:limit] + [f"... and {len(lines) - limit} more kinds of difference"]
     return lines
 
-
-__all__ = [
-    "GRAPH_NAMESPACE",
-    "SAMPLE_DIM",
-    "UNICODE_KEY",
-    "comparable",
-    "first_store",
-    "record_problems",
-    "sample_stores",
-    "special_keys",
-    "stores_needed",
-    "vector_problem",
-]

@@ -31,7 +31,7 @@ import pytest
 
 from ..errors import HybridRAGBackendsError
 from ..models import StorageMetrics, backend_name
-from ..provider import BackendProvider, Check, Record, RejectedRecord, StoreInfo, StoreKind
+from ..provider import BackendProvider, Check, Record, StoreInfo, StoreKind
 from ..secrets import MASK
 from . import engine, lightrag_reader
 from .harness import Writer, batches, new_job, read_all, resume_position
@@ -645,5 +645,3 @@ def _cli_env(kit: Kit, target: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
             out.append(json.loads(result.stdout))
     return out[0], out[1]
 
-
-__all__ = ["ProviderConformance", "Kit", "RejectedRecord"]
