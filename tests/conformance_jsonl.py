@@ -75,24 +75,21 @@ class JsonlSession(BackendSession):
         return len(self._folded(store))
 
     async def read(self, store: StoreInfo, after: Optional[str] = None, batch_size: int = 1000):
-        batch = ReadBatch()
-        for d in self._folded(store):
-            if after is not None and d["k"] <= after and self.bug != "order":
-                continue
-            vector = np.frombuffer(base64.b64decode(d["v"]), dtype=np.float32).copy() if d.get("v") else None
-            payload = dict(d["p"])
-            if self.bug == "dropped-field":
-                payload.pop("file_path", None)
-            if vector is not None and store.embedding_dim and vector.shape[0] != store.embedding_dim:
-                batch.rejected.append(RejectedRecord(store.name, d["k"], f"vector dimension {vector.shape[0]}", str(self._path(store)), d["k"]))
-            else:
-                batch.records.append(Record(store.name, d["k"], payload, vector))
-            batch.cursor = d["k"]
-            if len(batch.records) + len(batch.rejected) >= batch_size:
-                yield batch
-                batch = ReadBatch()
-        if batch.records or batch.rejected:
-            yield batch
+        lines = [d for d in self._folded(store) if after is None or d["k"] > after or self.bug == "order"]
+        for start in range(0, len(lines), batch_size):
+            chunk = lines[start : start + batch_size]
+            items = [self._item(store, d) for d in chunk]
+            yield ReadBatch([i for i in items if isinstance(i, Record)],
+                            [i for i in items if isinstance(i, RejectedRecord)], chunk[-1]["k"])
+
+    def _item(self, store: StoreInfo, d: dict) -> "Record | RejectedRecord":
+        vector = np.frombuffer(base64.b64decode(d["v"]), dtype=np.float32).copy() if d.get("v") else None
+        payload = dict(d["p"])
+        if self.bug == "dropped-field":
+            payload.pop("file_path", None)
+        if vector is not None and store.embedding_dim and vector.shape[0] != store.embedding_dim:
+            return RejectedRecord(store.name, d["k"], f"vector dimension {vector.shape[0]}", str(self._path(store)), d["k"])
+        return Record(store.name, d["k"], payload, vector)
 
     async def is_empty(self) -> bool:
         return not any(self.folder.glob("*.jsonl")) if self.folder.is_dir() else True

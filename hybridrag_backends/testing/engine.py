@@ -168,13 +168,15 @@ def rejects_problems(job: MigrationJob, source: BadSource) -> List[str]:
 # -- SIGKILL, then resume -----------------------------------------------------------------------
 
 
-def _job_file(home: Path) -> Optional[Path]:
+def job_file(home: Path) -> Optional[Path]:
+    """The (first) job file under a HYBRIDRAG_HOME."""
     files = sorted((home / "jobs").glob("*/job.json"))
     return files[0] if files else None
 
 
-def _read_job(home: Path, newer_than_ns: int = 0) -> Optional[dict]:
-    path = _job_file(home)
+def read_job(home: Path, newer_than_ns: int = 0) -> Optional[dict]:
+    """The job file's content, when written after ``newer_than_ns`` (a killed run leaves a stale one)."""
+    path = job_file(home)
     try:
         if path is None or path.stat().st_mtime_ns < newer_than_ns:
             return None
@@ -183,12 +185,13 @@ def _read_job(home: Path, newer_than_ns: int = 0) -> Optional[dict]:
         return None  # being replaced right now
 
 
-def _committed(job: dict) -> int:
+def committed(job: dict) -> int:
+    """Records a job file counts as committed (copied or rejected)."""
     return sum(cp["migrated_count"] + cp["rejected_count"] for cp in job["checkpoints"])
 
 
-def _run_until(kit: "Kit", home: Path, args: List[str], committed: int, delay: float) -> Tuple[Optional[int], Optional[dict], str]:
-    """Start the CLI; SIGKILL it once ITS job file counts ``committed`` records (plus ``delay``, so the
+def _run_until(kit: "Kit", home: Path, args: List[str], after_records: int, delay: float) -> Tuple[Optional[int], Optional[dict], str]:
+    """Start the CLI; SIGKILL it once ITS job file counts ``after_records`` records (plus ``delay``, so the
     kill lands anywhere in the next batch). Returns (exit code, job when killed, stderr)."""
     started = time.time_ns()
     proc = subprocess.Popen(kit.target.cli(*args), env=kit.target.subprocess_env(home), stdout=subprocess.PIPE,
@@ -197,8 +200,8 @@ def _run_until(kit: "Kit", home: Path, args: List[str], committed: int, delay: f
     deadline = time.monotonic() + 600
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            job = _read_job(home, started)
-            if job is not None and job["status"] == "in_progress" and _committed(job) >= committed:
+            job = read_job(home, started)
+            if job is not None and job["status"] == "in_progress" and committed(job) >= after_records:
                 seen = job
                 time.sleep(delay)
                 proc.send_signal(signal.SIGKILL)
@@ -234,13 +237,13 @@ def sigkill_run(kit: "Kit") -> Tuple[SourceStores, "BackendConfig", str]:
     points = sorted(rng.sample(range(KILL_BATCH * 4, total - KILL_BATCH * 4), kit.target.kill_points))
     kills = []
     for point in points:
-        args = base + (["--resume"] if _job_file(home) else [])
+        args = base + (["--resume"] if job_file(home) else [])
         code, seen, err = _run_until(kit, home, args, point, rng.uniform(0, 0.01))
         if seen is None:
             pytest.fail(f"the migration ended (exit {code}) before the kill planned after {point} of {total} records: "
                         f"{err[-1500:]}", pytrace=False)
         assert code == -signal.SIGKILL, f"the killed run exited {code}: {err[-1500:]}"
-        kills.append(_committed(seen))
+        kills.append(committed(seen))
     final = _cli(kit, home, *base, "--resume")
     out = final.stdout + final.stderr
     assert not _shows_password(out, kit), "the CLI output shows the target's password"

@@ -83,6 +83,21 @@ class Kit:
     def writer(self, session, stores: Sequence[StoreInfo], label: str) -> Writer:  # noqa: ANN001
         return Writer(session, new_job(stores, f"conformance-{label}-{self._n}", self.provider.name))
 
+    def written(self, kind: StoreKind, label: str, *, empty: bool = False):  # noqa: ANN201
+        """A fresh location holding the sample's store of ``kind`` (edges: with their nodes), written
+        as the engine writes: (config, the stores, the sample)."""
+        self.require(kind)
+        data = self.sample()
+        stores = stores_needed(kind, data)
+        config = self.fresh()
+
+        async def write() -> None:
+            async with self.provider.open(config) as session:
+                await self.writer(session, stores, label).write_all({s: [] if empty else data[s] for s in stores}, BATCH)
+
+        run(write())
+        return config, stores, data
+
     async def listed(self, config, store: StoreInfo) -> StoreInfo:  # noqa: ANN001
         """``store`` as the backend lists it (the engine reads what list_stores gives)."""
         async with self.provider.open(config) as session:
@@ -347,14 +362,9 @@ class ProviderConformance:
         _fail(run(go()), f"records written to {kind.value} stores differ when read back")
 
     def test_unicode_and_large_records_round_trip(self, kit: Kit, kind: StoreKind) -> None:
-        kit.require(kind)
-        data = kit.sample()
-        stores = stores_needed(kind, data)
-        config = kit.fresh()
+        config, stores, data = kit.written(kind, "unicode")
 
         async def go() -> List[str]:
-            async with kit.provider.open(config) as session:
-                await kit.writer(session, stores, "unicode").write_all({s: data[s] for s in stores}, BATCH)
             async with kit.provider.open(config) as session:
                 store = await kit.listed(config, stores[-1])
                 records, rejected, _ = await read_all(session, store)
@@ -371,14 +381,9 @@ class ProviderConformance:
         _fail(run(go()), f"non-ASCII and large records of a {kind.value} store ({UNICODE_KEY!r}...)")
 
     def test_read_order_is_deterministic(self, kit: Kit, kind: StoreKind) -> None:
-        kit.require(kind)
-        data = kit.sample()
-        stores = stores_needed(kind, data)
-        config = kit.fresh()
+        config, stores, _ = kit.written(kind, "order")
 
         async def go() -> None:
-            async with kit.provider.open(config) as session:
-                await kit.writer(session, stores, "order").write_all({s: data[s] for s in stores}, BATCH)
             store = await kit.listed(config, stores[-1])
             reads = []
             for label, size in (("the first read", 1000), ("a second read", 1000), ("a read in batches of 1", 1),
@@ -399,14 +404,9 @@ class ProviderConformance:
         run(go())
 
     def test_resume_from_a_cursor_in_the_middle(self, kit: Kit, kind: StoreKind) -> None:
-        kit.require(kind)
-        data = kit.sample()
-        stores = stores_needed(kind, data)
-        config = kit.fresh()
+        config, stores, _ = kit.written(kind, "resume")
 
         async def go() -> List[str]:
-            async with kit.provider.open(config) as session:
-                await kit.writer(session, stores, "resume").write_all({s: data[s] for s in stores}, BATCH)
             store = await kit.listed(config, stores[-1])
             problems = []
             async with kit.provider.open(config) as session:
@@ -490,14 +490,9 @@ class ProviderConformance:
         _fail(run(go()), "a batch written again when resuming after a crash (it must be idempotent)")
 
     def test_empty_store(self, kit: Kit, kind: StoreKind) -> None:
-        kit.require(kind)
-        data = kit.sample()
-        stores = stores_needed(kind, data)
-        config = kit.fresh()
+        config, stores, _ = kit.written(kind, "empty", empty=True)
 
         async def go() -> None:
-            async with kit.provider.open(config) as session:
-                await kit.writer(session, stores, "empty").write_all({s: [] for s in stores}, BATCH)
             async with kit.provider.open(config) as session:
                 for store in stores:
                     listed = {s.name: s for s in await session.list_stores()}
