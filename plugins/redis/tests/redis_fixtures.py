@@ -1,4 +1,9 @@
-"""Fixtures of the Redis plugin's tests: a real redis-server (started by the tests) and test data."""
+"""Fixtures of the Redis plugin's tests: a real redis-server (started by the tests), fresh workspaces.
+
+Test modules load them with ``pytest_plugins = ["redis_fixtures"]``. There is no conftest.py in this
+folder on purpose: run from the repository root, it would be a second module named ``conftest``
+beside ``tests/conftest.py``, which the core's tests import by that name.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,7 @@ from pathlib import Path
 import pytest
 
 import redis_sandbox
-from hybridrag_backends.testing import lightrag_dirs, service_unavailable
-
-# The project's real LightRAG working dirs (read-only), beside the checkout unless HYBRIDRAG_REALDATA says.
-REALDATA = Path(os.environ.get("HYBRIDRAG_REALDATA", redis_sandbox.CHECKOUT.parent / "shared" / "realdata"))
-REALDATA_DIRS = lightrag_dirs(REALDATA)
+from hybridrag_backends.testing import service_unavailable
 
 
 @pytest.fixture(scope="session")
@@ -40,10 +41,10 @@ def redis_workspace() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory, monkeypatch):
-    """Jobs and the registry go to a temp dir, never the user's ~/.hybridrag."""
+@pytest.fixture
+def hybridrag_home(tmp_path_factory, monkeypatch) -> Path:
+    """Jobs and the registry in a temp dir, never the user's ~/.hybridrag (for tests that migrate)."""
     home = tmp_path_factory.mktemp("hybridrag-home")
     monkeypatch.setenv("HYBRIDRAG_HOME", str(home))
     monkeypatch.setenv("HYBRIDRAG_CONFIG", str(home / "registry.yaml"))
-    monkeypatch.delenv("REDIS_WORKSPACE", raising=False)  # LightRAG would let it override every workspace
+    return home

@@ -5,10 +5,12 @@ SIGKILLed CLI migration resumed 5 times ending equal under LightRAG's own Redis 
 from __future__ import annotations
 
 import pytest
-from redis_fixtures import REALDATA_DIRS
+from redis_realdata import REALDATA_DIRS
 
 from hybridrag_backends import get_provider
 from hybridrag_backends.testing import ConformanceTarget, ProviderConformance
+
+pytest_plugins = ["redis_fixtures"]  # the fixtures (no conftest.py here: see redis_fixtures.py)
 
 
 class TestRedisProvider(ProviderConformance):

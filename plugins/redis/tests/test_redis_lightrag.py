@@ -9,16 +9,18 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from redis_fixtures import REALDATA_DIRS
+from redis_realdata import REALDATA_DIRS
 
 from hybridrag_backends import get_provider
 from hybridrag_backends.testing import ConformanceTarget, lightrag_read_back, migrate, read_working_dir
+
+pytest_plugins = ["redis_fixtures"]  # the fixtures (no conftest.py here: see redis_fixtures.py)
 
 IDS = [f"{d.name}:{ws or '-'}" for d, ws in REALDATA_DIRS]
 
 
 @pytest.fixture
-def migrated(request, redis_url, redis_workspace, tmp_path):
+def migrated(request, redis_url, redis_workspace, tmp_path, hybridrag_home):
     """(target, config, the source as the JSON provider normalises it) after JSON -> Redis+files."""
     working_dir, workspace = request.param
     target = ConformanceTarget(get_provider("redis"), f"{redis_url}?working_dir={tmp_path / 'files'}",
@@ -84,7 +86,8 @@ def test_doc_status_scheduling_index_is_rebuilt_by_lightrag(migrated, monkeypatc
     assert lightrag_doc_status(target, config, monkeypatch) == (statuses, statuses, sorted(rows))
 
 
-def test_a_stale_scheduling_index_is_removed_with_force(redis_url, redis_workspace, tmp_path, monkeypatch):
+def test_a_stale_scheduling_index_is_removed_with_force(redis_url, redis_workspace, tmp_path, monkeypatch,
+                                                        hybridrag_home):
     """A workspace LightRAG used before holds its own scheduling index; replacing the data with --force
     removes it with the rows, so LightRAG rebuilds it instead of scheduling documents that are gone."""
     import redis

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import redis_sandbox
 
+pytest_plugins = ["redis_fixtures"]  # the fixtures (no conftest.py here: see redis_fixtures.py)
+
 
 @pytest.fixture
 def own_sandbox(tmp_path, monkeypatch):
