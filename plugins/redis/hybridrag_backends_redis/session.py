@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 import orjson
 
@@ -110,6 +110,13 @@ class RedisSession(BackendSession):
             ids.append(raw[start:].decode("utf-8", "surrogateescape"))
         return sorted(set(ids))  # SCAN may return a key twice while the keyspace is resized
 
+    def store_location(self, store: StoreInfo) -> str:
+        """Where a store is read from (the engine names it beside a record a target refuses)."""
+        if store.kind in REDIS_KINDS:
+            return f"{self.where} keys {layout.records_pattern(self.workspace, store.namespace)}"
+        location = getattr(self.files, "store_location", None)
+        return str(location(store)) if location else f"{self.config.working_dir} store {store.name}"
+
     def fingerprint(self) -> Dict[str, Any]:
         """The file part's sizes and mtimes (the engine refuses to resume when the source changed)."""
         fingerprint = getattr(self.files, "fingerprint", None)
@@ -169,6 +176,19 @@ class RedisSession(BackendSession):
         if await self._namespaces():
             return False
         return not [s for s in await self.files.list_stores() if s.kind not in REDIS_KINDS]
+
+    async def lock_target(self, job_id: str) -> None:
+        """The file part claims its folder the JSON provider's way (where the core has that contract)."""
+        lock = getattr(self.files, "lock_target", None)
+        if lock is not None:
+            await lock(job_id)
+
+    def screen(self, store: StoreInfo, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
+        """Redis holds any JSON record; the file stores are screened by the JSON session when it can."""
+        screen = getattr(self.files, "screen", None)
+        if store.kind in REDIS_KINDS or screen is None:
+            return records, []
+        return screen(store, records)
 
     async def prepare_target(self, stores: List[StoreInfo], job: MigrationJob, *, force: bool) -> None:
         from redis.exceptions import RedisError
