@@ -12,12 +12,6 @@ from pathlib import Path
 
 import pytest
 
-# pytester's in-process runs drop the modules they import; extension modules (numpy) cannot be
-# imported twice in one process, so everything the runs use is imported here first
-import hybridrag_backends.testing  # noqa: F401
-import hybridrag_backends_json.session  # noqa: F401
-import numpy  # noqa: F401
-
 pytest_plugins = ["pytester"]
 
 HERE = Path(__file__).parent
@@ -49,10 +43,11 @@ class TestJsonl(ProviderConformance):
 
 
 def run_suite(pytester, bug, select):
-    pytester.syspathinsert()
     pytester.makepyfile(conformance_jsonl=(HERE / "conformance_jsonl.py").read_text(encoding="utf-8"))
     pytester.makepyfile(test_jsonl=TEST_MODULE.format(bug=bug))
-    return pytester.runpytest("-p", "no:cacheprovider", "-k", select)
+    # in a subprocess: an in-process run would drop the extension modules it imported (asyncpg...),
+    # which cannot be imported twice in one process
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", select, timeout=600)
 
 
 @pytest.mark.parametrize("bug", sorted(CASES))
