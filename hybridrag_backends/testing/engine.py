@@ -45,10 +45,10 @@ def _resolved(provider, config):  # noqa: ANN001, ANN202
     return ResolvedTarget(provider, config)
 
 
-def migrate_in_process(kit: "Kit", source: str, target: "BackendConfig", *, workspace: str = "",
+def migrate_in_process(kit: "Kit", source: "str | BackendConfig", target: "BackendConfig", *, workspace: str = "",
                        allow_rejects: bool = True, source_provider=None, target_provider=None,  # noqa: ANN001
                        batch_size: int = 50) -> MigrationJob:
-    """Run the engine from ``source`` (a JSON working dir, unless ``source_provider`` says otherwise)
+    """Run the engine from ``source`` (a JSON working dir's path, or the config of ``source_provider``)
     into ``target``; a failure fails the test with the engine's message."""
     from ..migration.engine import migrate
 
