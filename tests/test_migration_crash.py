@@ -9,23 +9,15 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import pytest
 
 from test_migration_data import cli_args, cli_env, only_job_file, read_working_dir, run_cli, write_working_dir
 
+from hybridrag_backends.testing.engine import committed, read_job
+
 POLL_S = 0.002
-
-
-def read_job(home: Path, newer_than_ns: int = 0) -> Optional[dict]:
-    path = only_job_file(home)
-    try:
-        if path is None or path.stat().st_mtime_ns < newer_than_ns:
-            return None
-        return json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None  # being replaced right now
 
 
 def run_until(home: Path, args: list, condition: Callable[[dict], bool], sig: int, timeout: float = 120,
@@ -53,10 +45,6 @@ def run_until(home: Path, args: list, condition: Callable[[dict], bool], sig: in
             proc.kill()
             proc.wait()
     return proc.returncode, seen, out, err
-
-
-def committed(job: dict) -> int:
-    return sum(cp["migrated_count"] + cp["rejected_count"] for cp in job["checkpoints"])
 
 
 def where(job: dict) -> str:

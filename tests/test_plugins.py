@@ -102,9 +102,8 @@ def _write_dist(root: Path, dist: str, package: str, ep_name: str, code: str) ->
     return src
 
 
-@pytest.fixture(scope="module")
-def venv_python(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("plugin-venv")
+def project_venv(root: Path) -> Path:
+    """A fresh venv in ``root`` that sees the project's environment; returns its python."""
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -115,16 +114,25 @@ def venv_python(tmp_path_factory) -> Path:
     # The project's environment (core, first-party plugins, pip, setuptools), .pth files included.
     main_site = sysconfig.get_paths()["purelib"]
     (site_dir / "_hybridrag_project_env.pth").write_text(f"import site; site.addsitedir({main_site!r})\n")
+    return python
+
+
+def pip_install(python: Path, *args: str) -> None:
+    """pip install from local sources only, building with the project's setuptools (fast, offline)."""
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+                    *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def venv_python(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("plugin-venv")
+    python = project_venv(root)
     dists = [
         _write_dist(root, "hrb-tiny", "hrb_tiny", "tiny", TINY_PLUGIN),
         _write_dist(root, "hrb-broken", "hrb_broken", "broken", "import hrb_module_that_does_not_exist\n"),
         _write_dist(root, "hrb-typo", "hrb_typo", "typo", TYPO_PLUGIN),
     ]
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         *map(str, dists)],
-        check=True, capture_output=True,
-    )
+    pip_install(python, *map(str, dists))
     return python
 
 

@@ -507,7 +507,12 @@ class PostgresSession(BackendSession):
             if vector:
                 if r.vector is None:
                     raise TargetError(f"{store.name} record {r.key!r} has no vector")
-                row += [np.asarray(r.vector, dtype=np.float32), values.get("create_time")]
+                vec = np.asarray(r.vector, dtype=np.float32)
+                dim = store.embedding_dim or self._vector_dims.get(store.namespace)
+                if dim and vec.shape != (dim,):  # named here, not a bare DataError from COPY
+                    raise TargetError(f"{store.name} record {r.key!r} has a vector of shape {vec.shape}, the table "
+                                      f"{table} holds {dim} dimensions; fix the source record")
+                row += [vec, values.get("create_time")]
             if chunks:
                 c = from_chunk.get(r.key)
                 if c is not None and values.get("full_doc_id") is None:
