@@ -256,8 +256,20 @@ class ProviderConformance:
             problems.append("`env --json` output contains the password")
         if masked["secrets"] != sorted(secrets & set(env)):
             problems.append(f"`env` lists secrets {masked['secrets']}, expected {sorted(secrets & set(env))}")
-        if shown["env"] != env:
-            problems.append(f"`env --show-secrets` gives {shown['env']}, env_vars() gives {env}")
+        # `env` prints the provider's env_vars() plus what the core adds for every backend
+        # (LIGHTRAG_*_STORAGE, WORKSPACE, WORKING_DIR, EMBEDDING_*): the same set as lightrag_settings()
+        from ..hybridrag import settings_for
+
+        expected = settings_for(config)[1]
+        if shown["env"] != expected:
+            problems.append(f"`env --show-secrets` gives {shown['env']}, lightrag_settings() gives {expected}")
+        for var, value in env.items():
+            if shown["env"].get(var) != value:
+                problems.append(f"`env --show-secrets` gives {var}={shown['env'].get(var)!r}, env_vars() gives {value!r}")
+        for key, name in classes.items():
+            env_name = f"LIGHTRAG_{LIGHTRAG_STORAGE_KEYS.get(key, key.upper())}"
+            if shown["env"].get(env_name) != name:
+                problems.append(f"`env` gives {env_name}={shown['env'].get(env_name)!r}, storage_classes() says {name!r}")
         _fail(problems, "the `env` command")
 
     # -- validate / metrics ------------------------------------------------------------
