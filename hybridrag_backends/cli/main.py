@@ -36,15 +36,32 @@ Stable shapes: keys are sorted, keys are only ever added. Strings are redacted
                  "entity_count": <int>, "relation_count": <int>, "chunk_count": <int>, "doc_count": <int>,
                  "is_connected": true, "connection_latency_ms": <float> | null,
                  "health": "healthy" | "degraded" | "error",
-                 "warnings": ["<text with the exact migrate command>"], "details": {...}},
+                 "warnings": ["<text with the exact migrate command>",
+                              "<a password in the registry entry, and how to remove it>"],
+                 "details": {...}},
      "notes": ["<provider status notes>"]}
 
   ``--verbose`` only changes the human output (details and notes are always in the JSON).
 
+``status --json`` (no TARGET: every registered database, one row each, checked concurrently; a
+database that cannot be reached, an unusable entry or a backend no plugin provides is a row with its
+``error`` and does not stop the others). Exit 0 when every row is ok (health "healthy" and
+connected), else 2 with one ``error:`` line naming the databases that are not; the table or JSON is
+printed either way. An empty registry prints that and exits 0::
+
+    {"registry": "<registry file>", "ok": true,
+     "databases": [{"name": "<registry name>", "backend": "postgres" | null, "location": "<...>" | null,
+                    "ok": true, "error": null | "<what went wrong>",
+                    "health": "healthy" | "degraded" | "error", "is_connected": true | false | null,
+                    "total_size_bytes": <int> | null, "total_size_human": "1.2 MB" | null,
+                    "records": <sum of store_counts> | null, "warnings": ["..."],
+                    "metrics": {<as in status TARGET>} | null}]}
+
 ``validate TARGET --json`` (exit 2 when a check fails)::
 
     {"target": ..., "name": ..., "backend": ..., "location": ..., "ok": true,
-     "checks": [{"name": "<check>", "ok": true, "detail": "<what was found>", "fix": "<what to do>"}]}
+     "checks": [{"name": "<check>", "ok": true, "detail": "<what was found>", "fix": "<what to do>"}],
+     "warnings": ["<a password in the registry entry, and how to remove it>"]}
 
 ``env TARGET --json``::
 
@@ -55,13 +72,15 @@ Stable shapes: keys are sorted, keys are only ever added. Strings are redacted
 
 ``db list --json``::
 
-    {"registry": "<registry file>", "databases": [<entry>, ...]}
+    {"registry": "<registry file>", "databases": [<entry>, ...],
+     "problems": {"<name>": "<why the entry cannot be used>"}}
 
-``db show NAME --json``: ``{"registry": "<file>", "database": <entry>}``;
-``db register ... --json``: ``{"registry": "<file>", "database": <entry>, "password_env": ["POSTGRES_PASSWORD"]}``;
-``db remove NAME --json``: ``{"registry": "<file>", "removed": "<name>"}``. An ``<entry>`` is the registry
-entry as stored (``name, path, source_folder?, source_type, auto_watch, watch_interval, backend_type,
-backend_config?``), passwords as ``${VAR}`` references.
+``db show NAME --json``: ``{"registry": "<file>", "database": <entry>, "warnings": ["..."]}``;
+``db register ... --json``: ``{"registry": "<file>", "database": <entry>, "password_env": ["POSTGRES_PASSWORD"],
+"checked": true}``; ``db remove NAME --json``: ``{"registry": "<file>", "removed": "<name>"}``. An ``<entry>``
+is the registry entry as the file has it: every key (HybridRAG's ``name, path, source_folder, source_type,
+auto_watch, watch_interval, model, ..., backend_type, backend_config, model_config, ...`` and any other),
+values as stored, passwords masked (``***``).
 """
 
 from __future__ import annotations
@@ -75,10 +94,12 @@ import click
 from rich.table import Table
 
 from .. import __version__
-from ..models import human_size
+from ..errors import HybridRAGBackendsError
+from ..models import backend_name, human_size
 from ..provider import BackendProvider
+from ..registry import Registry
 from ..secrets import MASK, redact
-from ..targets import ResolvedTarget, resolve_target
+from ..targets import ResolvedTarget, resolve_entry, resolve_target
 from .output import (
     CliGroup,
     console,
@@ -87,6 +108,7 @@ from .output import (
     errors_to_exit,
     json_option,
     load_plugins,
+    one_line,
     shown,
     warn,
     workspace_option,
@@ -136,15 +158,21 @@ def plugins_cmd(as_json: bool) -> None:
 
 
 @click.command("status")
-@click.argument("target")
+@click.argument("target", required=False)
 @workspace_option
 @json_option
 @click.option("--verbose", "-v", is_flag=True, help="Add backend details and provider notes.")
-def status_cmd(target: str, workspace: Optional[str], as_json: bool, verbose: bool) -> None:
-    """Sizes, record counts, health and warnings of TARGET."""
+def status_cmd(target: Optional[str], workspace: Optional[str], as_json: bool, verbose: bool) -> None:
+    """Sizes, record counts, health and warnings of TARGET; with no TARGET, one row per registered database."""
     load_plugins()
+    if target is None:
+        if workspace is not None:
+            raise click.UsageError("--workspace needs a TARGET")
+        _status_all(as_json, verbose)
+        return
     resolved = resolve_target(target, workspace=workspace)
     metrics = asyncio.run(resolved.provider.metrics(resolved.config))
+    metrics.warnings.extend(resolved.warnings)
     notes = resolved.provider.status_notes(resolved.config)
     if as_json:
         emit_json({**_target_header(target, resolved), "metrics": metrics.to_dict(), "notes": notes})
@@ -155,6 +183,74 @@ def status_cmd(target: str, workspace: Optional[str], as_json: bool, verbose: bo
         problems = "; ".join(metrics.warnings) or "see the report above"
         error_line(f"{target} is {metrics.health if metrics.is_connected else 'not connected'}: {problems}")
         raise SystemExit(2)
+
+
+def _status_all(as_json: bool, verbose: bool) -> None:
+    """``status`` with no TARGET: every registered database, one row each (see module docstring)."""
+    registry = Registry.load()
+    names = registry.names()
+    rows = asyncio.run(_status_rows(registry, names)) if names else []
+    failing = [r for r in rows if not r["ok"]]
+    if as_json:
+        emit_json({"registry": str(registry.path), "ok": not failing, "databases": rows})
+    elif not rows:
+        console.print(f"no databases registered in {shown(registry.path)}; add one with 'hybridrag-backends db register'")
+    else:
+        table = Table(title=shown(registry.path))
+        for col in ("name", "backend", "size", "records", "health"):
+            table.add_column(col, justify="right" if col in ("size", "records") else "left", no_wrap=col != "health")
+        table.add_column("warnings", overflow="fold")
+        for r in rows:
+            colour = {"healthy": "green", "degraded": "yellow"}.get(r["health"] or "", "red")
+            health = f"[{colour}]{shown(r['health'] or 'error')}[/{colour}]"
+            notes = ([r["error"]] if r["error"] else []) + [w for w in r["warnings"] if w != r["error"]]
+            table.add_row(shown(r["name"]), shown(r["backend"] or "?"), r["total_size_human"] or "-",
+                          f"{r['records']:,}" if r["records"] is not None else "-", health,
+                          shown("\n".join(notes)) or "-")
+        console.print(table)
+        if verbose:
+            for r in rows:
+                console.print(f"{shown(r['name'])}: {shown(r['location'] or '-')}", soft_wrap=True)
+    if failing:
+        summary = "; ".join(f"{r['name']}: {r['error'] or r['health']}" for r in failing)
+        error_line(f"{len(failing)} of {len(rows)} registered databases are not healthy ({summary})")
+        raise SystemExit(2)
+
+
+async def _status_rows(registry: Registry, names: List[str]) -> List[Dict[str, Any]]:
+    return list(await asyncio.gather(*(_status_row(registry, name) for name in names)))
+
+
+async def _status_row(registry: Registry, name: str) -> Dict[str, Any]:
+    """One database's row; whatever goes wrong with it is the row's error, never the others'."""
+    row: Dict[str, Any] = {
+        "name": name, "backend": None, "location": None, "ok": False, "error": None, "health": None,
+        "is_connected": None, "total_size_bytes": None, "total_size_human": None, "records": None,
+        "warnings": [], "metrics": None,
+    }
+    try:
+        entry = registry.get(name)
+        assert entry is not None
+        row["backend"] = backend_name(entry.backend_type)
+        resolved = resolve_entry(registry, entry)
+        row["location"] = resolved.location
+        metrics = await resolved.provider.metrics(resolved.config)
+        metrics.warnings.extend(resolved.warnings)
+    except HybridRAGBackendsError as exc:
+        row.update(error=one_line(exc), health="error")
+        return row
+    except Exception as exc:  # a provider's bug must not hide the other databases
+        row.update(error=one_line(f"internal error: {type(exc).__name__}: {exc}"), health="error")
+        return row
+    row.update(
+        health=metrics.health, is_connected=metrics.is_connected, total_size_bytes=metrics.total_size_bytes,
+        total_size_human=human_size(metrics.total_size_bytes), records=sum(metrics.store_counts.values()),
+        warnings=[one_line(w) for w in metrics.warnings], metrics=metrics.to_dict(),
+        ok=metrics.health == "healthy" and metrics.is_connected,
+    )
+    if not metrics.is_connected:
+        row["error"] = row["warnings"][0] if row["warnings"] else "not connected"
+    return row
 
 
 def _print_status(target: str, resolved: ResolvedTarget, metrics: Any, notes: List[str], verbose: bool) -> None:
@@ -203,8 +299,11 @@ def validate_cmd(target: str, workspace: Optional[str], as_json: bool) -> None:
     checks = asyncio.run(resolved.provider.validate(resolved.config))
     ok = all(c.ok for c in checks)
     if as_json:
-        emit_json({**_target_header(target, resolved), "ok": ok, "checks": [dataclasses.asdict(c) for c in checks]})
+        emit_json({**_target_header(target, resolved), "ok": ok, "checks": [dataclasses.asdict(c) for c in checks],
+                   "warnings": resolved.warnings})
     else:
+        for w in resolved.warnings:
+            console.print(f"[yellow]warning:[/yellow] {shown(w)}", soft_wrap=True)
         for c in checks:
             mark = "[green]ok  [/green]" if c.ok else "[red]FAIL[/red]"
             line = f"{mark} {shown(c.name)}" + (f": {shown(c.detail)}" if c.detail else "")
