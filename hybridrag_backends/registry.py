@@ -418,7 +418,7 @@ class RegistryDocument:
             if name in self.databases:
                 start, end = self._span(name)
             else:
-                start = end = self._block_end() if len(self.databases) else self._key_line("databases") + 1
+                start = end = self._block_end()
             self._splice(start, end, self._render(name, mapping, col, indent))
         else:
             self._rebuild(lambda dbs: dbs.__setitem__(name, _commented(mapping)))
@@ -464,7 +464,7 @@ class RegistryDocument:
     def _spliceable(self) -> bool:
         """True when the entries are block-style lines of their own (the usual, PyYAML-written case)."""
         dbs = self.databases
-        if self.root is None or dbs is None or dbs.fa.flow_style() or self.root.fa.flow_style():
+        if self.root is None or not dbs or dbs.fa.flow_style() or self.root.fa.flow_style():
             return False
         lines = [dbs.lc.key(k)[0] for k in dbs]
         return len(set(lines)) == len(lines) and self._key_line("databases") not in lines
@@ -534,10 +534,9 @@ class RegistryDocument:
         dump the whole document with ruamel's round-trip dumper (comments and order kept)."""
         root = self.root if self.root is not None else CommentedMap([("version", REGISTRY_VERSION)])
         dbs = root.get("databases")
-        if not isinstance(dbs, CommentedMap):
-            dbs = CommentedMap()
+        if not isinstance(dbs, CommentedMap) or not dbs or dbs.fa.flow_style():
+            dbs = _commented(plain(dbs or {}))  # `databases: {}` (HybridRAG's empty registry) becomes a block
             root["databases"] = dbs
-        dbs.fa.set_block_style()
         edit(dbs)
         self.text = _dump(root, (2, 2, 0))
         self._parse()
