@@ -349,3 +349,11 @@ def test_backends_without_a_plugin_load_and_commands_on_them_exit_1(registry_fil
 def test_register_warns_about_a_name_hybridrag_would_skip(tmp_path):
     proc = cli("db", "register", "My_KB", "--path", str(tmp_path))
     assert proc.returncode == 0 and "warning:" in proc.stderr and "'my-kb'" in proc.stderr
+
+
+def test_register_whose_check_cannot_run_saves_nothing(registry_file, tmp_path):
+    registry_file.write_text(SHAPES["after_backend_migrate"])
+    proc = cli("db", "register", "x", "--path", str(tmp_path), "--backend", "postgres", "--password-env", "UNSET_PW_9",
+               env={})
+    assert proc.returncode == 2 and "the check cannot run" in proc.stderr and "UNSET_PW_9 is not set" in proc.stderr
+    assert registry_file.read_text() == SHAPES["after_backend_migrate"]

@@ -392,3 +392,73 @@ def test_env_references_resolve_or_name_the_missing_variable():
     assert resolve_uri_refs("mongodb://u:${A}@h/", {"A": "p@ss/w"}) == "mongodb://u:p%40ss%2Fw@h/"
     with pytest.raises(ConfigError, match=r"environment variable A is not set \(export A=\.\.\. before running\)"):
         resolve_uri_refs("mongodb://u:${A}@h/", {})
+
+
+# -- one entry changed under the lock (the API a cutover builds on) ---------------------------
+
+HAND_WRITTEN = """version: 1
+databases:
+  # the knowledge base HybridRAG watches
+  kb:
+    name: kb
+    path: /srv/kb          # keep this comment
+    model: azure/gpt-4o
+    backend_type: json
+  other:
+    name: other
+    path: /srv/other
+    backend_type: postgres
+    backend_config:
+      postgres_password: s3cret-hr   # HybridRAG's own, left alone
+"""
+
+
+def test_update_changes_one_entry_and_keeps_everything_else(tmp_path):
+    path = write_yaml(tmp_path / "r.yaml", HAND_WRITTEN)
+    with Registry.locked(path) as reg:
+        assert reg.get("kb").backend_type is BackendType.JSON
+        changed = reg.update("kb", backend_type="postgres",
+                             backend_config={"connection_string": "postgresql://u:Zq9-pw@h:6000/d", "workspace": "kb"})
+        assert changed.get_backend_config(env={}).postgres_port == 6000
+        assert path.read_text() == HAND_WRITTEN  # nothing written before the block ends
+    text = path.read_text()
+    assert text.endswith(HAND_WRITTEN.split("  other:\n", 1)[1])  # the other entry, byte for byte
+    assert "# the knowledge base HybridRAG watches" in text and "# keep this comment" in text
+    assert "Zq9-pw" not in text and "${" not in text
+    kb = yaml.safe_load(text)["databases"]["kb"]
+    assert kb == {"name": "kb", "path": "/srv/kb", "model": "azure/gpt-4o", "backend_type": "postgres",
+                  "backend_config": {"connection_string": "postgresql://u@h:6000/d", "workspace": "kb"}}
+    with Registry.locked(path) as reg:  # and back
+        reg.update("kb", backend_type="json", backend_config=None)
+    assert yaml.safe_load(path.read_text())["databases"]["kb"] == {
+        "name": "kb", "path": "/srv/kb", "model": "azure/gpt-4o", "backend_type": "json"}
+
+
+def test_a_locked_block_that_fails_writes_nothing_and_update_refuses_unknown_names(tmp_path):
+    path = write_yaml(tmp_path / "r.yaml", HAND_WRITTEN)
+    with pytest.raises(RuntimeError):
+        with Registry.locked(path) as reg:
+            reg.update("kb", backend_type="postgres")
+            raise RuntimeError("decided against it")
+    assert path.read_text() == HAND_WRITTEN
+    with pytest.raises(NotFoundError, match="no database named 'ghost'"):
+        Registry.load(path).update("ghost", path="/x")
+
+
+def test_update_applies_to_the_file_as_it_is_when_saved(tmp_path):
+    path = write_yaml(tmp_path / "r.yaml", HAND_WRITTEN)
+    mine = Registry.load(path)
+    theirs = Registry.load(path)
+    theirs.add(DatabaseEntry(name="added-meanwhile", path="/a"))
+    theirs.save()
+    mine.update("kb", watch_interval=60)
+    mine.save()
+    data = yaml.safe_load(path.read_text())["databases"]
+    assert data["kb"]["watch_interval"] == 60 and "added-meanwhile" in data
+    gone = Registry.load(path)
+    gone.update("other", auto_watch=True)
+    remover = Registry.load(path)
+    remover.remove("other")
+    remover.save()
+    with pytest.raises(RegistryError, match="removed by another process meanwhile"):
+        gone.save()

@@ -34,6 +34,7 @@ from rich.table import Table
 
 from ..errors import ConfigError, ConnectionFailure, NotFoundError, RegistryError
 from ..models import (
+    PASSWORD_ENV_KEY,
     BackendConfig,
     BackendType,
     DatabaseEntry,
@@ -148,7 +149,12 @@ def _check_connection(entry: DatabaseEntry) -> None:
     if kind == "json":
         return
     provider = load_plugins().get(kind)
-    checks = asyncio.run(provider.validate(entry.get_backend_config()))
+    try:
+        config = entry.get_backend_config()
+    except ConfigError as exc:  # e.g. the --password-env variable is not set
+        raise ConnectionFailure(f"cannot register {entry.name!r}, the check cannot run: {exc}; nothing was saved "
+                                f"(or pass --no-check to register it without checking)") from None
+    checks = asyncio.run(provider.validate(config))
     failed = [c for c in checks if not c.ok]
     if failed:
         problems = "; ".join(f"{c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "") for c in failed)
@@ -193,6 +199,8 @@ def db_register(name: str, path: Path, backend: Optional[str], url: Optional[str
     """Register database NAME. No password is stored: it is read from the environment when used."""
     backend_type = _infer_backend(backend, url)
     config, model_keys = build_backend_config(backend_type, url, workspace, database, password_env, options)
+    if password_env:  # so the check reads the password where the entry will
+        config = {**(config or {}), "extra_options": {**(config or {}).get("extra_options", {}), PASSWORD_ENV_KEY: password_env}}
     registry = Registry.load()
     try:
         old = registry.get(name) if replace else None
