@@ -135,7 +135,7 @@ class BackendConfig:
     postgres_host: str = "localhost"
     postgres_port: int = 5432
     postgres_user: str = "hybridrag"
-    postgres_password: Optional[str] = None  # a literal, or a ${ENV_VAR} reference (what the registry stores)
+    postgres_password: Optional[str] = None  # a literal, or a ${ENV_VAR} reference resolved from the environment
     postgres_database: str = "hybridrag"
     postgres_workspace: str = "default"  # Logical isolation
     postgres_ssl_mode: str = "prefer"  # disable, allow, prefer, require, verify-ca, verify-full

@@ -155,6 +155,8 @@ def test_status_of_every_registered_database(pg_fresh_db, registry_file, tmp_pat
     assert rows["files"]["ok"] and rows["pg"]["ok"] and rows["pg"]["is_connected"]
     assert not rows["down"]["ok"] and rows["down"]["is_connected"] is False
     assert "127.0.0.1:1" in rows["down"]["error"] and rows["down"]["health"] == "error"
+    assert rows["down"]["records"] is None and rows["down"]["total_size_bytes"] is None
+    assert rows["pg"]["records"] == 0 and rows["pg"]["total_size_bytes"] > 0  # an empty, reachable database
     assert proc.stderr.startswith("error: 1 of 3 registered databases are not healthy (down: ")
     table = cli("status", env={**env, "COLUMNS": "250"})
     assert table.returncode == 2

@@ -145,9 +145,20 @@ def entry_blocks(text: str) -> Dict[str, str]:
     return out
 
 
-def cli(*args: str, env: Dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run(*args: str, env: Dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The CLI as a real process (what a user runs)."""
     return subprocess.run([sys.executable, "-m", "hybridrag_backends", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=120)
+
+
+def cli(*args: str, env: Dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The same CLI in this process (fast); same exit codes, stdout and stderr."""
+    from click.testing import CliRunner
+
+    from hybridrag_backends.cli.main import build_cli
+
+    result = CliRunner().invoke(build_cli(), list(args), env=env, catch_exceptions=False)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
 def no_secret(*texts: str) -> None:
@@ -212,7 +223,7 @@ def test_register_replace_remove_leave_every_other_entry_byte_identical(shape, r
             if key != "databases":
                 assert data_after[key] == data_before[key]
 
-    new = cli("db", "register", "newdb", "--path", str(tmp_path / "newdb"))
+    new = run("db", "register", "newdb", "--path", str(tmp_path / "newdb"))
     assert new.returncode == 0, new.stderr
     text = registry_file.read_text()
     others_unchanged(text, changed=set())
@@ -221,7 +232,7 @@ def test_register_replace_remove_leave_every_other_entry_byte_identical(shape, r
         assert comment in text  # comments stay, even those between entries
 
     target = edits["replace"]
-    replaced = cli("db", "register", target, "--path", str(tmp_path / "moved"), "--replace")
+    replaced = run("db", "register", target, "--path", str(tmp_path / "moved"), "--replace")
     assert replaced.returncode == 0, replaced.stderr
     text = registry_file.read_text()
     others_unchanged(text, changed={target})
@@ -233,7 +244,7 @@ def test_register_replace_remove_leave_every_other_entry_byte_identical(shape, r
             assert entry[key] == raw[key], key  # --replace keeps what it has no option for
 
     gone = edits["remove"]
-    removed = cli("db", "remove", gone)
+    removed = run("db", "remove", gone)
     assert removed.returncode == 0, removed.stderr
     text = registry_file.read_text()
     others_unchanged(text, changed={target, gone})
@@ -248,14 +259,14 @@ def test_register_replace_remove_leave_every_other_entry_byte_identical(shape, r
 
 def test_registering_into_an_emptied_hybridrag_registry(registry_file, tmp_path):
     registry_file.write_text("version: 1\ndatabases: {}\n")  # what HybridRAG leaves after unregistering all
-    assert cli("db", "register", "kb", "--path", str(tmp_path)).returncode == 0
+    assert run("db", "register", "kb", "--path", str(tmp_path)).returncode == 0
     data = yaml.safe_load(registry_file.read_text())
     assert data["version"] == 1 and list(data["databases"]) == ["kb"]
 
 
 def test_a_new_registry_file_has_hybridrags_version(registry_file, tmp_path):
     assert not registry_file.exists()
-    assert cli("db", "register", "kb", "--path", str(tmp_path)).returncode == 0
+    assert run("db", "register", "kb", "--path", str(tmp_path)).returncode == 0
     assert yaml.safe_load(registry_file.read_text())["version"] == 1
 
 

@@ -243,12 +243,13 @@ async def _status_row(registry: Registry, name: str) -> Dict[str, Any]:
         row.update(error=one_line(f"internal error: {type(exc).__name__}: {exc}"), health="error")
         return row
     row.update(
-        health=metrics.health, is_connected=metrics.is_connected, total_size_bytes=metrics.total_size_bytes,
-        total_size_human=human_size(metrics.total_size_bytes), records=sum(metrics.store_counts.values()),
-        warnings=[one_line(w) for w in metrics.warnings], metrics=metrics.to_dict(),
-        ok=metrics.health == "healthy" and metrics.is_connected,
+        health=metrics.health, is_connected=metrics.is_connected, warnings=[one_line(w) for w in metrics.warnings],
+        metrics=metrics.to_dict(), ok=metrics.health == "healthy" and metrics.is_connected,
     )
-    if not metrics.is_connected:
+    if metrics.is_connected:
+        row.update(total_size_bytes=metrics.total_size_bytes, total_size_human=human_size(metrics.total_size_bytes),
+                   records=sum(metrics.store_counts.values()))
+    else:  # nothing was measured: no size or count to show
         row["error"] = row["warnings"][0] if row["warnings"] else "not connected"
     return row
 
