@@ -49,59 +49,65 @@ def registry_file() -> Path:
 
 
 def test_connection_string_only_entry_is_the_connection(pg_fresh_db, pg_url, registry_file, tmp_path):
-    """env, validate, status and migrate use the entry's host, port, database and user, its workspace and
-    model_config's embedding model - on a database whose name is not the default's."""
+    """env, validate, status and migrate use the host, port, database and user of an entry whose
+    backend_config is only a connection_string (HybridRAG's setup wizard), on a database whose name is not
+    the default's; model_config's embedding model names the vector tables; a second entry with
+    backend_config.workspace (HybridRAG's backend migrate) lands in that workspace."""
     parts = urlsplit(pg_fresh_db)
     database = parts.path.lstrip("/")
     assert database != "hybridrag" and urlsplit(pg_url).path.lstrip("/") != database
-    registry_file.write_text(yaml.safe_dump({"version": 1, "databases": {"wizdb": {
-        "name": "wizdb", "path": str(tmp_path / "wizdb"), "source_type": "filesystem", "auto_watch": False,
-        "watch_interval": 300, "recursive": True, "backend_type": "postgres",
-        "backend_config": {"connection_string": without_password(pg_fresh_db), "workspace": "notes"},
-        "model_config": {"llm_model": "azure/gpt-4o", "embedding_model": MODEL, "embedding_dim": 768},
-    }}}, sort_keys=False))
+    entry = {"source_type": "filesystem", "auto_watch": False, "watch_interval": 300, "recursive": True,
+             "backend_type": "postgres",
+             "model_config": {"llm_model": "azure/gpt-4o", "embedding_model": MODEL, "embedding_dim": 768}}
+    registry_file.write_text(yaml.safe_dump({"version": 1, "databases": {
+        "wizdb": {"name": "wizdb", "path": str(tmp_path / "wizdb"), **entry,
+                  "backend_config": {"connection_string": without_password(pg_fresh_db)}},
+        "notes": {"name": "notes", "path": str(tmp_path / "notes"), **entry,
+                  "backend_config": {"connection_string": without_password(pg_fresh_db), "workspace": "notes"}},
+    }}, sort_keys=False))
     env = {"POSTGRES_PASSWORD": parts.password or ""}  # as LightRAG and HybridRAG read it
 
     exported = cli("env", "wizdb", "--json", env=env)
     assert exported.returncode == 0, exported.stderr
     e = json.loads(exported.stdout)["env"]
     assert (e["POSTGRES_HOST"], e["POSTGRES_PORT"], e["POSTGRES_DATABASE"], e["POSTGRES_USER"], e["POSTGRES_WORKSPACE"]) == (
-        parts.hostname, str(parts.port), database, parts.username, "notes")
+        parts.hostname, str(parts.port), database, parts.username, "default")
     assert e["EMBEDDING_MODEL"] == MODEL and e["EMBEDDING_DIM"] == "768"
+    assert json.loads(cli("env", "notes", "--json", env=env).stdout)["env"]["POSTGRES_WORKSPACE"] == "notes"
 
     validated = cli("validate", "wizdb", "--json", env=env)
     assert validated.returncode == 0, validated.stdout + validated.stderr
     v = json.loads(validated.stdout)
-    assert v["ok"] and f"{parts.hostname}:{parts.port}/{database}#notes" in v["location"] and v["warnings"] == []
+    assert v["ok"] and f"{parts.hostname}:{parts.port}/{database}#default" in v["location"] and v["warnings"] == []
 
     copy = tmp_path / "source"
     copy.mkdir()
     for f in MACKING.iterdir():
         if f.is_file():
             (copy / f.name).write_bytes(f.read_bytes())
-    migrated = cli("migrate", "--from", str(copy), "--to", "wizdb", "--json", env=env)
-    assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr
+    for name in ("wizdb", "notes"):
+        migrated = cli("migrate", "--from", str(copy), "--to", name, "--json", env=env)
+        assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr
 
     status = cli("status", "wizdb", "--json", env=env)
     assert status.returncode == 0, status.stderr
     s = json.loads(status.stdout)
     assert s["metrics"]["is_connected"] and s["metrics"]["details"]["database"] == database
-    assert s["metrics"]["details"]["workspace"] == "notes"
+    assert s["metrics"]["details"]["workspace"] == "default"
 
-    # independently of the package: the rows are in that database, under that workspace, in tables named
-    # after model_config's embedding model, and the default database got nothing
+    # independently of the package: the rows are in that database, under each entry's workspace, in tables
+    # named after model_config's embedding model, and the default database got none of them
     docs = json.loads((MACKING / "kv_store_full_docs.json").read_text(encoding="utf-8"))
     entities = json.loads((MACKING / "vdb_entities.json").read_text(encoding="utf-8"))["data"]
-    rows = asyncio.run(fetch(pg_fresh_db, "SELECT count(*) AS n FROM lightrag_doc_full WHERE workspace = 'notes'"))
-    assert rows[0]["n"] == len(docs) > 0
     table = f"lightrag_vdb_entity_{MODEL.replace('-', '_')}_768d"
-    rows = asyncio.run(fetch(pg_fresh_db, f"SELECT count(*) AS n FROM {table} WHERE workspace = 'notes'"))
-    assert rows[0]["n"] == len(entities) > 0
+    for workspace in ("default", "notes"):
+        rows = asyncio.run(fetch(pg_fresh_db, "SELECT count(*) AS n FROM lightrag_doc_full WHERE workspace = $1", workspace))
+        assert rows[0]["n"] == len(docs) > 0, workspace
+        rows = asyncio.run(fetch(pg_fresh_db, f"SELECT count(*) AS n FROM {table} WHERE workspace = $1", workspace))
+        assert rows[0]["n"] == len(entities) > 0, workspace
     assert s["metrics"]["store_counts"]["full_docs"] == len(docs)
     default_db = asyncio.run(fetch(pg_url, "SELECT count(*) AS n FROM pg_tables WHERE tablename = $1", table))
-    if default_db[0]["n"]:
-        rows = asyncio.run(fetch(pg_url, f"SELECT count(*) AS n FROM {table} WHERE workspace = 'notes'"))
-        assert rows[0]["n"] == 0
+    assert default_db[0]["n"] == 0  # the model's tables exist only in the entry's database
 
 
 def test_a_password_in_the_file_is_used_masked_and_warned_about(pg_fresh_db, registry_file, tmp_path):
