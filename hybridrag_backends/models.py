@@ -363,6 +363,13 @@ class DatabaseEntry:
             raise ConfigError("name", self.name, "must be letters, digits, '_', '.' or '-' (at most 128)")
         self.watch_interval = _check_int("watch_interval", self.watch_interval, 1, 10**7)
 
+    def __repr__(self) -> str:
+        """The dataclass repr with secret values masked (a HybridRAG file may hold literal passwords)."""
+        from .registry import masked
+
+        shown = ", ".join(f"{f.name}={masked(getattr(self, f.name), f.name)!r}" for f in dataclasses.fields(self))
+        return f"{type(self).__name__}({shown})"
+
     @property
     def password_env(self) -> str:
         """The environment variable the password comes from when the file holds none ("" for JSON)."""

@@ -199,7 +199,7 @@ def password_warnings(entry: DatabaseEntry, path: Path) -> List[str]:
         else:
             what = "a password in clear text"
         out.append(f"registry entry {entry.name!r} holds {what} in {where}; {how} in {path} "
-                   f"and export {var}=... instead (LightRAG and HybridRAG read it from the environment)")
+                   f"and set {var} in the environment instead (LightRAG and HybridRAG read it from there)")
     return out
 
 

@@ -157,6 +157,13 @@ def test_bad_connection_strings_are_named_and_redacted(uri, problem):
     assert ":p@" not in message  # the password is masked
 
 
+def test_parse_postgres_uri_decodes_and_keeps_sslmode():
+    parts = parse_postgres_uri("postgresql://me%40corp:p%3Aw%2Fd@h:6543/my%20db?sslmode=verify-full&x=1")
+    assert parts == {
+        "host": "h", "port": 6543, "user": "me@corp", "password": "p:w/d", "database": "my db", "sslmode": "verify-full",
+    }
+
+
 def test_connection_string_is_the_connection_and_fields_fill_only_what_it_lacks():
     cfg = BackendConfig.from_connection_string(
         "postgresql://alice@127.0.0.1:5999/wizdb",
@@ -172,13 +179,6 @@ def test_connection_string_is_the_connection_and_fields_fill_only_what_it_lacks(
 
 def test_other_backends_may_keep_their_own_uri_in_connection_string():
     assert BackendConfig(backend_type="neo4j", connection_string="bolt://n:7687").connection_string == "bolt://n:7687"
-
-
-def test_parse_postgres_uri_decodes_and_keeps_sslmode():
-    parts = parse_postgres_uri("postgresql://me%40corp:p%3Aw%2Fd@h:6543/my%20db?sslmode=verify-full&x=1")
-    assert parts == {
-        "host": "h", "port": 6543, "user": "me@corp", "password": "p:w/d", "database": "my db", "sslmode": "verify-full",
-    }
 
 
 # -- DatabaseEntry -----------------------------------------------------------------
@@ -230,6 +230,7 @@ def test_entry_reads_hybridrag_shapes():
     # a literal password in the file is used (and only warned about elsewhere)
     literal = DatabaseEntry(name="l", path="/l", backend_type="postgres", backend_config={"postgres_password": "s3cret"})
     assert literal.get_backend_config(env={"POSTGRES_PASSWORD": "other"}).postgres_password == "s3cret"
+    assert "s3cret" not in repr(literal) and "s3cret" not in str([literal])
 
 
 @pytest.mark.parametrize("name", ["", "has space", "-dash-first", "x" * 129, "a/b"])
