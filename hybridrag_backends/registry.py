@@ -205,7 +205,7 @@ def password_warnings(entry: DatabaseEntry, path: Path) -> List[str]:
 
 def _dig(mapping: Dict[str, Any], dotted: str) -> Any:
     value: Any = mapping
-    for part in re.split(r"\.", dotted):
+    for part in dotted.split("."):
         part = part.split("[", 1)[0]
         value = value.get(part) if isinstance(value, dict) else None
     return value
@@ -351,11 +351,6 @@ def _commented(value: Any) -> Any:
     if isinstance(value, list):
         return CommentedSeq(_commented(v) for v in value)
     return value
-
-
-def _is_comment_or_blank(line: str) -> bool:
-    stripped = line.strip()
-    return not stripped or stripped.startswith("#")
 
 
 class RegistryDocument:
@@ -686,21 +681,18 @@ class Registry:
         current = self.get(name)
         if current is None:
             raise NotFoundError(f"no database named {name!r} in {self.path}; see 'hybridrag-backends db list'")
-        unknown = [k for k in fields if k == "name"]
-        if unknown:
+        if "name" in fields:
             raise ConfigError("name", fields["name"], "cannot be changed by update; register the database again")
-        stored = {**entry_to_yaml(current), **fields}
-        stored = {k: v for k, v in stored.items() if v is not None}
-        if "backend_type" in fields and fields["backend_type"] is not None:
-            stored["backend_type"] = backend_name(fields["backend_type"])
+        fields = dict(fields)
+        if fields.get("backend_type") is not None:
+            fields["backend_type"] = backend_name(fields["backend_type"])
+        stored = {k: v for k, v in {**entry_to_yaml(current), **fields}.items() if v is not None}
         changed = entry_from_raw(self.path, name, stored)
         if "backend_config" in fields:
             changed, _ = without_passwords(changed)
-            fields = {**fields, "backend_config": changed.backend_config}
-        if "backend_type" in fields and fields["backend_type"] is not None:
-            fields["backend_type"] = backend_name(fields["backend_type"])
+            fields["backend_config"] = changed.backend_config
         self._entries[name] = changed
-        self._changes.append(_Change("update", name, fields=dict(fields)))
+        self._changes.append(_Change("update", name, fields=fields))
         return changed
 
     def remove(self, name: str) -> DatabaseEntry:
