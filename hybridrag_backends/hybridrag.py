@@ -26,12 +26,9 @@ def lightrag_settings(
     """``(kwargs, env_vars)`` for ``LightRAG(**kwargs)`` with ``env_vars`` set in its environment.
 
     ``kwargs`` holds the four storage class names, ``working_dir`` and ``workspace``
-    (when not LightRAG's default). A registry entry is read as HybridRAG writes it
-    (see :meth:`DatabaseEntry.get_backend_config`): its password comes from the file,
-    or from the variable its ``extra_options.password_env`` names, or from
-    ``POSTGRES_PASSWORD`` / ``MONGO_PASSWORD``, looked up in ``env`` (default:
-    ``os.environ``, only read). The env vars may hold a password: never log them
-    unredacted.
+    (when not LightRAG's default). ``${VAR}`` password references in a registry
+    entry are resolved from ``env`` (default: ``os.environ``, only read). The
+    env vars may hold a password: never log them unredacted.
     """
     if isinstance(entry_or_config, DatabaseEntry):
         config = entry_or_config.get_backend_config(dict(env) if env is not None else None)

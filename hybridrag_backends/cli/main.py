@@ -94,12 +94,10 @@ import click
 from rich.table import Table
 
 from .. import __version__
-from ..errors import HybridRAGBackendsError
-from ..models import backend_name, human_size
+from ..models import human_size
 from ..provider import BackendProvider
-from ..registry import Registry
 from ..secrets import MASK, redact
-from ..targets import ResolvedTarget, resolve_entry, resolve_target
+from ..targets import ResolvedTarget, resolve_target
 from .output import (
     CliGroup,
     console,
@@ -108,7 +106,6 @@ from .output import (
     errors_to_exit,
     json_option,
     load_plugins,
-    one_line,
     shown,
     warn,
     workspace_option,
@@ -168,7 +165,9 @@ def status_cmd(target: Optional[str], workspace: Optional[str], as_json: bool, v
     if target is None:
         if workspace is not None:
             raise click.UsageError("--workspace needs a TARGET")
-        _status_all(as_json, verbose)
+        from .status_all import status_all
+
+        status_all(as_json, verbose)
         return
     resolved = resolve_target(target, workspace=workspace)
     metrics = asyncio.run(resolved.provider.metrics(resolved.config))
@@ -183,75 +182,6 @@ def status_cmd(target: Optional[str], workspace: Optional[str], as_json: bool, v
         problems = "; ".join(metrics.warnings) or "see the report above"
         error_line(f"{target} is {metrics.health if metrics.is_connected else 'not connected'}: {problems}")
         raise SystemExit(2)
-
-
-def _status_all(as_json: bool, verbose: bool) -> None:
-    """``status`` with no TARGET: every registered database, one row each (see module docstring)."""
-    registry = Registry.load()
-    names = registry.names()
-    rows = asyncio.run(_status_rows(registry, names)) if names else []
-    failing = [r for r in rows if not r["ok"]]
-    if as_json:
-        emit_json({"registry": str(registry.path), "ok": not failing, "databases": rows})
-    elif not rows:
-        console.print(f"no databases registered in {shown(registry.path)}; add one with 'hybridrag-backends db register'")
-    else:
-        table = Table(title=shown(registry.path))
-        for col in ("name", "backend", "size", "records", "health"):
-            table.add_column(col, justify="right" if col in ("size", "records") else "left", no_wrap=col != "health")
-        table.add_column("warnings", overflow="fold")
-        for r in rows:
-            colour = {"healthy": "green", "degraded": "yellow"}.get(r["health"] or "", "red")
-            health = f"[{colour}]{shown(r['health'] or 'error')}[/{colour}]"
-            notes = ([r["error"]] if r["error"] else []) + [w for w in r["warnings"] if w != r["error"]]
-            table.add_row(shown(r["name"]), shown(r["backend"] or "?"), r["total_size_human"] or "-",
-                          f"{r['records']:,}" if r["records"] is not None else "-", health,
-                          shown("\n".join(notes)) or "-")
-        console.print(table)
-        if verbose:
-            for r in rows:
-                console.print(f"{shown(r['name'])}: {shown(r['location'] or '-')}", soft_wrap=True)
-    if failing:
-        summary = "; ".join(f"{r['name']}: {r['error'] or r['health']}" for r in failing)
-        error_line(f"{len(failing)} of {len(rows)} registered databases are not healthy ({summary})")
-        raise SystemExit(2)
-
-
-async def _status_rows(registry: Registry, names: List[str]) -> List[Dict[str, Any]]:
-    return list(await asyncio.gather(*(_status_row(registry, name) for name in names)))
-
-
-async def _status_row(registry: Registry, name: str) -> Dict[str, Any]:
-    """One database's row; whatever goes wrong with it is the row's error, never the others'."""
-    row: Dict[str, Any] = {
-        "name": name, "backend": None, "location": None, "ok": False, "error": None, "health": None,
-        "is_connected": None, "total_size_bytes": None, "total_size_human": None, "records": None,
-        "warnings": [], "metrics": None,
-    }
-    try:
-        entry = registry.get(name)
-        assert entry is not None
-        row["backend"] = backend_name(entry.backend_type)
-        resolved = resolve_entry(registry, entry)
-        row["location"] = resolved.location
-        metrics = await resolved.provider.metrics(resolved.config)
-        metrics.warnings.extend(resolved.warnings)
-    except HybridRAGBackendsError as exc:
-        row.update(error=one_line(exc), health="error")
-        return row
-    except Exception as exc:  # a provider's bug must not hide the other databases
-        row.update(error=one_line(f"internal error: {type(exc).__name__}: {exc}"), health="error")
-        return row
-    row.update(
-        health=metrics.health, is_connected=metrics.is_connected, warnings=[one_line(w) for w in metrics.warnings],
-        metrics=metrics.to_dict(), ok=metrics.health == "healthy" and metrics.is_connected,
-    )
-    if metrics.is_connected:
-        row.update(total_size_bytes=metrics.total_size_bytes, total_size_human=human_size(metrics.total_size_bytes),
-                   records=sum(metrics.store_counts.values()))
-    else:  # nothing was measured: no size or count to show
-        row["error"] = row["warnings"][0] if row["warnings"] else "not connected"
-    return row
 
 
 def _print_status(target: str, resolved: ResolvedTarget, metrics: Any, notes: List[str], verbose: bool) -> None:
