@@ -17,6 +17,28 @@ Where the spec's sketch was wrong it is fixed here, each fix marked ``SPEC FIX``
 * ``StorageMetrics.check_migration_warnings`` used a hard-coded 500 MB and
   ignored ``total_size_warning_mb``; it now takes the config's thresholds and
   names the exact command to run.
+* ``from_connection_string(conn_str, **overrides)`` let separate fields override
+  the URI; ``connection_string`` is the connection (what HybridRAG's setup wizard
+  and ``backend migrate`` write), so host, port, user, password, database and
+  sslmode come from it and separate fields fill only what it lacks.
+* ``DatabaseEntry`` had only the spec's eight keys, so HybridRAG's own registry
+  files (``model``, ``recursive``, ``created_at``, ``model_config``...) could not be
+  read. It now has every key of HybridRAG's ``DatabaseEntry`` (see
+  :data:`HYBRIDRAG_ENTRY_KEYS`), keeps any other key in ``extra``, and
+  :meth:`DatabaseEntry.get_backend_config` reads the stored config the way
+  HybridRAG writes it: ``backend_config.workspace`` is the workspace for every
+  backend, ``model_config.embedding_model`` / ``embedding_dim`` name the
+  PostgreSQL vector tables, keys it does not know are ignored (and kept in the
+  file), and the password comes from the file (literal, or a ``${VAR}`` written
+  by earlier versions of this package) or else from the environment variable
+  named by ``backend_config.extra_options.password_env`` (default
+  ``POSTGRES_PASSWORD`` / ``MONGO_PASSWORD``), as LightRAG and HybridRAG read it.
+* PostgreSQL workspaces may contain ``-`` (HybridRAG names the workspace after
+  the database, e.g. ``my-project``); LightRAG 1.5.7 maps every character outside
+  ``[A-Za-z0-9_]`` to ``_`` in the AGE graph name, and rows are keyed by the
+  workspace value as it is.
+* ``connection_string`` is validated as a PostgreSQL URI only for the postgres
+  backend (HybridRAG stores other backends' URIs in it too).
 """
 
 from __future__ import annotations
@@ -84,9 +106,9 @@ def coerce_backend_type(value: "BackendType | str") -> "BackendType | str":
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 VECTOR_INDEX_TYPES = ("hnsw", "ivfflat")
-# PostgreSQL workspace values become part of AGE graph names (<ws>_chunk_entity_relation),
-# so they must be plain identifiers; this also makes injection through them impossible.
-PG_WORKSPACE_RE = re.compile(r"^[A-Za-z0-9_]{1,40}$")
+# PostgreSQL workspace values become part of AGE graph names (<ws>_chunk_entity_relation, LightRAG maps
+# '-' to '_'), so they are plain identifiers plus '-'; this also makes injection through them impossible.
+PG_WORKSPACE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,39}$")
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
@@ -113,7 +135,7 @@ class BackendConfig:
     postgres_host: str = "localhost"
     postgres_port: int = 5432
     postgres_user: str = "hybridrag"
-    postgres_password: Optional[str] = None  # a literal, or a ${ENV_VAR} reference (what the registry stores)
+    postgres_password: Optional[str] = None  # a literal, or a ${ENV_VAR} reference resolved from the environment
     postgres_database: str = "hybridrag"
     postgres_workspace: str = "default"  # Logical isolation
     postgres_ssl_mode: str = "prefer"  # disable, allow, prefer, require, verify-ca, verify-full
@@ -179,13 +201,13 @@ class BackendConfig:
         self.postgres_ssl_mode = ssl
         if not PG_WORKSPACE_RE.match(str(self.postgres_workspace)):
             raise ConfigError(
-                "postgres_workspace", self.postgres_workspace, "must be 1-40 letters, digits or underscores"
+                "postgres_workspace", self.postgres_workspace, "must be 1-40 letters, digits, '_' or '-'"
             )
         if self.workspace and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}", self.workspace):
             raise ConfigError("workspace", self.workspace, "must be letters, digits, '_' or '-' (at most 64)")
         if not isinstance(self.extra_options, dict):
             raise ConfigError("extra_options", self.extra_options, "must be a mapping")
-        if self.connection_string is not None:
+        if self.connection_string is not None and backend_name(self.backend_type) == "postgres":
             parse_postgres_uri(self.connection_string)  # raises ConfigError when malformed
 
     # -- workspace: the spec keeps PostgreSQL's in postgres_workspace, the others in workspace --
@@ -219,30 +241,39 @@ class BackendConfig:
         return lightrag_env(get_provider(self.backend_type), self)
 
     @classmethod
-    def from_connection_string(cls, conn_str: str, **overrides: Any) -> "BackendConfig":
+    def from_connection_string(cls, conn_str: str, **fields: Any) -> "BackendConfig":
         """Parse ``postgresql://user:pass@host:port/database?sslmode=...``.
 
-        SPEC FIX: keeps ``sslmode`` and percent-decodes user, password and database.
+        ``connection_string`` is the connection: host, port, user, password,
+        database and sslmode come from it; ``fields`` (separate settings such as
+        ``postgres_port``) fill only what it lacks, then the defaults. Other
+        fields (workspace, index settings...) are taken as given.
+
+        SPEC FIX: keeps ``sslmode``, percent-decodes user, password and database,
+        and the URI wins over separate fields (see module docstring).
         """
         parts = parse_postgres_uri(conn_str)
-        kwargs: Dict[str, Any] = dict(
-            backend_type=BackendType.POSTGRESQL,
-            postgres_host=parts["host"] or "localhost",
-            postgres_port=parts["port"] or 5432,
-            postgres_user=parts["user"] or "hybridrag",
-            postgres_password=parts["password"],
-            postgres_database=parts["database"] or "hybridrag",
-            connection_string=conn_str,
-        )
-        if parts["sslmode"]:
-            kwargs["postgres_ssl_mode"] = parts["sslmode"]
-        kwargs.update(overrides)
+        from_uri = {
+            "postgres_host": parts["host"],
+            "postgres_port": parts["port"],
+            "postgres_user": parts["user"],
+            "postgres_password": parts["password"],
+            "postgres_database": parts["database"],
+            "postgres_ssl_mode": parts["sslmode"],
+        }
+        kwargs: Dict[str, Any] = {"backend_type": BackendType.POSTGRESQL, **fields, "connection_string": conn_str}
+        for name, value in from_uri.items():
+            if value is not None:
+                kwargs[name] = value
         return cls(**kwargs)
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
         d["backend_type"] = backend_name(self.backend_type)
         return d
+
+
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(BackendConfig))
 
 
 def workspace_field(backend_type: "BackendType | str") -> str:
@@ -288,9 +319,30 @@ def parse_postgres_uri(uri: str) -> Dict[str, Any]:
     }
 
 
+# Every key of HybridRAG's DatabaseEntry (src/database_registry.py), in its order: what a registry
+# entry may hold besides keys of its own (kept in DatabaseEntry.extra).
+HYBRIDRAG_ENTRY_KEYS = (
+    "name", "path", "source_folder", "source_type", "auto_watch", "watch_interval", "model", "recursive",
+    "file_extensions", "preprocessing_pipeline", "created_at", "last_sync", "description", "specstory_config",
+    "api_config", "schema_config", "backend_type", "backend_config", "model_config", "ingestion_mode",
+    "spoonfeed_files_per_day", "max_daily_cost_usd", "max_run_cost_usd", "fallback_llm_model", "fallback_tiers",
+    "fallback_llm_api_base", "fallback_llm_num_ctx", "fallback_trigger",
+)
+#: ``backend_config.extra_options`` key (this package's own; HybridRAG's BackendConfig keeps
+#: ``extra_options`` without reading it) naming the environment variable that holds the password.
+PASSWORD_ENV_KEY = "password_env"
+#: Where the password comes from when the entry names no variable (what LightRAG itself reads).
+DEFAULT_PASSWORD_ENV = {"postgres": "POSTGRES_PASSWORD", "mongodb": "MONGO_PASSWORD"}
+
+
 @dataclass
 class DatabaseEntry:
-    """Registry entry for a HybridRAG database."""
+    """Registry entry for a HybridRAG database.
+
+    The fields are HybridRAG's ``DatabaseEntry`` keys (SPEC FIX: the spec had the
+    first eight only). ``None`` means "not in the file" for every field HybridRAG
+    gives a default of its own; ``extra`` holds any other key, verbatim.
+    """
 
     # Existing fields
     name: str
@@ -304,35 +356,117 @@ class DatabaseEntry:
     backend_type: BackendType = BackendType.JSON
     backend_config: Optional[Dict[str, Any]] = None
 
+    # HybridRAG's other keys (SPEC FIX): kept and written back as they are.
+    model: Optional[str] = None
+    recursive: Optional[bool] = None
+    file_extensions: Optional[List[Any]] = None
+    preprocessing_pipeline: Optional[List[Any]] = None
+    created_at: Optional[Any] = None
+    last_sync: Optional[Any] = None
+    description: Optional[str] = None
+    specstory_config: Optional[Dict[str, Any]] = None
+    api_config: Optional[Dict[str, Any]] = None
+    schema_config: Optional[Dict[str, Any]] = None
+    model_config: Optional[Dict[str, Any]] = None  # HybridRAG's models: llm_model, embedding_model, embedding_dim...
+    ingestion_mode: Optional[str] = None
+    spoonfeed_files_per_day: Optional[Any] = None
+    max_daily_cost_usd: Optional[Any] = None
+    max_run_cost_usd: Optional[Any] = None
+    fallback_llm_model: Optional[str] = None
+    fallback_tiers: Optional[Any] = None
+    fallback_llm_api_base: Optional[str] = None
+    fallback_llm_num_ctx: Optional[Any] = None
+    fallback_trigger: Optional[Any] = None
+    extra: Dict[str, Any] = field(default_factory=dict)  # keys HybridRAG's DatabaseEntry does not have
+
     def __post_init__(self) -> None:
         self.backend_type = coerce_backend_type(self.backend_type)  # type: ignore[assignment]
         if not self.name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", self.name):
             raise ConfigError("name", self.name, "must be letters, digits, '_', '.' or '-' (at most 128)")
         self.watch_interval = _check_int("watch_interval", self.watch_interval, 1, 10**7)
 
+    def __repr__(self) -> str:
+        """The dataclass repr with secret values masked (a HybridRAG file may hold literal passwords)."""
+        from .registry import masked
+
+        shown = ", ".join(f"{f.name}={masked(getattr(self, f.name), f.name)!r}" for f in dataclasses.fields(self))
+        return f"{type(self).__name__}({shown})"
+
+    @property
+    def password_env(self) -> str:
+        """The environment variable the password comes from when the file holds none ("" for JSON)."""
+        extra = (self.backend_config or {}).get("extra_options")
+        named = extra.get(PASSWORD_ENV_KEY) if isinstance(extra, dict) else None
+        return str(named) if named else DEFAULT_PASSWORD_ENV.get(backend_name(self.backend_type), "")
+
     def get_backend_config(self, env: Optional[Dict[str, str]] = None, *, resolve_secrets: bool = True) -> BackendConfig:
-        """Construct BackendConfig from stored settings.
+        """Construct BackendConfig from stored settings, read the way HybridRAG writes them.
 
-        For a JSON entry the entry's ``path`` is the working dir unless the
-        config names one. ``${VAR}`` password references (how the registry
-        stores passwords) are resolved from ``env`` (default ``os.environ``),
-        unless ``resolve_secrets`` is False (checking or describing an entry
-        whose variables may be unset now).
+        * Keys BackendConfig does not have (HybridRAG's or another tool's) are
+          ignored here and stay in the file. ``backend_config.backend_type``
+          (HybridRAG writes it) gives way to the entry's ``backend_type``.
+        * ``connection_string`` is the connection (see
+          :meth:`BackendConfig.from_connection_string`); for MongoDB it is the
+          URI when ``mongo_uri`` is absent.
+        * ``workspace`` is the workspace for every backend (``postgres_workspace``,
+          when also given, wins for PostgreSQL).
+        * ``model_config.embedding_model`` / ``embedding_dim`` fill the config's
+          when it has none (they name PostgreSQL's vector tables).
+        * For a JSON entry the entry's ``path`` is the working dir unless the
+          config names one.
+        * Password: the one in the file (literal, or a ``${VAR}`` reference
+          written by earlier versions of this package), else the variable named by
+          ``extra_options.password_env`` (an error when unset), else the
+          backend's default variable when set (``POSTGRES_PASSWORD`` /
+          ``MONGO_PASSWORD``), as LightRAG reads it. References are resolved
+          from ``env`` (default ``os.environ``) unless ``resolve_secrets`` is
+          False (checking or describing an entry whose variables may be unset now).
         """
-        from .secrets import resolve_env_refs, resolve_uri_refs
+        import os
 
-        stored = dict(self.backend_config or {})
-        stored.pop("backend_type", None)
+        from .secrets import is_env_ref, resolve_env_refs, resolve_uri_refs
+
+        env = os.environ if env is None else env
+        kind = backend_name(self.backend_type)
+        stored = {k: v for k, v in (self.backend_config or {}).items() if k in CONFIG_FIELDS and k != "backend_type"}
+        if kind == "postgres" and stored.get("workspace") and "postgres_workspace" not in stored:
+            stored["postgres_workspace"] = stored["workspace"]
+        model_config = self.model_config if isinstance(self.model_config, dict) else {}
+        for key in ("embedding_model", "embedding_dim"):
+            if stored.get(key) is None and model_config.get(key) not in (None, ""):
+                stored[key] = model_config[key]
+        if kind == "mongodb" and not stored.get("mongo_uri") and str(stored.get("connection_string") or "").startswith("mongodb"):
+            stored["mongo_uri"] = stored.pop("connection_string")
+
+        connection = stored.pop("connection_string", None) if kind == "postgres" else None
+        cfg = (BackendConfig.from_connection_string(connection, backend_type=self.backend_type, **stored) if connection
+               else BackendConfig(backend_type=self.backend_type, **stored))
+        var = self.password_env
+        named = var != DEFAULT_PASSWORD_ENV.get(kind, "")  # a variable the entry names must be set
+        if kind == "postgres" and cfg.postgres_password is None and (named or var in env):
+            cfg.postgres_password = f"${{{var}}}"
+        if kind == "mongodb" and cfg.mongo_uri and (named or var in env):
+            cfg.mongo_uri = _uri_with_password_ref(cfg.mongo_uri, var)
         if resolve_secrets:
-            if "postgres_password" in stored:
-                stored["postgres_password"] = resolve_env_refs(stored["postgres_password"], env, field="postgres_password")
-            for key in ("connection_string", "mongo_uri"):
-                if key in stored:
-                    stored[key] = resolve_uri_refs(stored[key], env, field=key)
-        cfg = BackendConfig(backend_type=self.backend_type, **stored)
-        if cfg.working_dir is None and backend_name(self.backend_type) == "json":
+            if cfg.postgres_password is not None and is_env_ref(cfg.postgres_password):
+                cfg.postgres_password = resolve_env_refs(cfg.postgres_password, env, field="postgres_password")
+            cfg.connection_string = resolve_uri_refs(cfg.connection_string, env, field="connection_string")
+            cfg.mongo_uri = resolve_uri_refs(cfg.mongo_uri, env, field="mongo_uri")
+        if cfg.working_dir is None and kind == "json":
             cfg.working_dir = self.path
         return cfg
+
+
+def _uri_with_password_ref(uri: str, var: str) -> str:
+    """``uri`` with ``${var}`` as its password when it has a user and no password of its own."""
+    scheme, sep, rest = uri.partition("://")
+    netloc = rest.split("/", 1)[0]
+    if not sep or "@" not in netloc:
+        return uri
+    userinfo, _, host = netloc.rpartition("@")
+    if ":" in userinfo:
+        return uri  # a password (literal or reference) is already there
+    return f"{scheme}://{userinfo}:${{{var}}}@{host}{rest[len(netloc):]}"
 
 
 def human_size(n: float) -> str:

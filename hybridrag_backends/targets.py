@@ -3,19 +3,28 @@
 Order: a URL whose scheme a provider claims; a registry entry with that name;
 a filesystem path some provider claims (the JSON provider claims LightRAG
 working dirs). Anything else is NotFoundError with the three forms spelled out.
+
+A registry entry whose backend no installed plugin provides (HybridRAG registries
+may name neo4j, milvus, qdrant, faiss, redis, memgraph) is NotFoundError (exit 1)
+saying so; the registry itself loads. An entry holding a password in the file
+resolves with :attr:`ResolvedTarget.warnings` naming it (``status`` / ``validate``
+print them).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from .errors import NotFoundError, RegistryError
-from .models import BackendConfig, BackendType
+from .models import BackendConfig, BackendType, DatabaseEntry, backend_name
 from .plugins import get_manager
 from .provider import BackendProvider
 from .secrets import redact
+
+if TYPE_CHECKING:
+    from .registry import Registry
 
 
 @dataclass
@@ -23,6 +32,7 @@ class ResolvedTarget:
     provider: BackendProvider
     config: BackendConfig
     name: Optional[str] = None  # registry name, when it came from the registry
+    warnings: List[str] = field(default_factory=list)  # about the registry entry (a password in the file)
 
     @property
     def location(self) -> str:
@@ -54,18 +64,18 @@ def resolve_target(
     from .registry import Registry
 
     path = Path(target).expanduser()
+    registry: Optional[Registry] = None
     try:
-        entry = Registry.load(registry_path).get(target)
+        registry = Registry.load(registry_path)
+        entry = registry.get(target)
     except RegistryError:
         if not path.exists():
             raise
-        entry = None  # a broken registry must not block working on a path
+        entry = None  # a broken registry (or entry) must not block working on a path
 
     if entry is not None:
-        config = entry.get_backend_config()
-        if workspace is not None:
-            config = config.with_workspace(workspace)
-        return ResolvedTarget(manager.get(config.backend_type), config, name=entry.name)
+        assert registry is not None
+        return resolve_entry(registry, entry, workspace=workspace)
 
     if for_write and (not path.exists() or (path.is_dir() and not any(path.iterdir()))):
         provider = manager.get(BackendType.default())
@@ -83,3 +93,24 @@ def resolve_target(
         f"see 'hybridrag-backends db list', or give a working dir or a postgresql:// / mongodb:// URL"
     )
 
+
+
+def resolve_entry(registry: "Registry", entry: DatabaseEntry, *, workspace: Optional[str] = None) -> ResolvedTarget:
+    """A registry entry as a target: its provider (NotFoundError when no plugin provides the backend),
+    its config with secrets resolved, and the warnings about the entry itself."""
+    kind = backend_name(entry.backend_type)
+    manager = get_manager()
+    if kind not in manager.providers:
+        installed = ", ".join(sorted(manager.providers)) or "none"
+        raise NotFoundError(
+            f"registry entry {entry.name!r} uses backend {kind!r}, which no installed plugin provides "
+            f"(installed: {installed}); install a hybridrag-backends plugin for {kind}, or use HybridRAG itself "
+            f"for this database"
+        )
+    config = entry.get_backend_config()
+    if workspace is not None:
+        config = config.with_workspace(workspace)
+    from .registry import password_warnings
+
+    return ResolvedTarget(manager.providers[kind], config, name=entry.name,
+                          warnings=password_warnings(entry, registry.path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -122,7 +123,7 @@ def test_validate_json_and_failure_exit_code(cli):
     result = invoke(cli, "validate", str(MACKING), "--json")
     assert result.exit_code == 0
     out = json.loads(result.stdout)
-    assert set(out) == {"target", "name", "backend", "location", "ok", "checks"} and out["ok"] is True
+    assert set(out) == {"target", "name", "backend", "location", "ok", "checks", "warnings"} and out["ok"] is True
     assert all(set(c) == {"name", "ok", "detail", "fix"} and c["ok"] for c in out["checks"])
     bad = invoke(cli, "validate", str(LJX), "--workspace", "no_such_ws", "--json")
     assert bad.exit_code == 2
@@ -157,30 +158,36 @@ def test_names_and_paths_are_printed_as_they_are(cli, tmp_path):
 
 
 def test_db_register_list_show_remove(cli, _isolated_home):
-    url = "postgresql://kb_user:Zq9%40secret%2Fpw@db.example:6543/kb?sslmode=verify-full"
+    url = "postgresql://kb_user:Zq9%40secret%2Fpw@db.example:6543/kb?sslmode=verify-full&embedding_model=m1"
     reg = invoke(cli, "db", "register", "kb", "--path", "/srv/kb", "--url", url, "--workspace", "kb1",
-                 "--hnsw-m", "32", "--password-env", "KB_PG_PASSWORD", "--json")
+                 "--hnsw-m", "32", "--password-env", "KB_PG_PASSWORD", "--embedding-dim", "8", "--no-check", "--json")
     assert reg.exit_code == 0, reg.output
     out = json.loads(reg.stdout)
-    assert out["password_env"] == ["KB_PG_PASSWORD"]
+    assert out["password_env"] == ["KB_PG_PASSWORD"] and out["checked"] is False
     cfg = out["database"]["backend_config"]
-    assert cfg["postgres_password"] == "${KB_PG_PASSWORD}"
+    # the URL as HybridRAG connects with it (no password, libpq's query only), and HybridRAG's separate keys
+    assert cfg["connection_string"] == "postgresql://kb_user@db.example:6543/kb?sslmode=verify-full"
     assert (cfg["postgres_host"], cfg["postgres_port"], cfg["postgres_user"], cfg["postgres_database"]) == (
         "db.example", 6543, "kb_user", "kb")
     assert (cfg["postgres_ssl_mode"], cfg["postgres_workspace"], cfg["hnsw_m"]) == ("verify-full", "kb1", 32)
+    assert cfg["extra_options"] == {"password_env": "KB_PG_PASSWORD"} and "postgres_password" not in cfg
+    assert out["database"]["model_config"] == {"embedding_model": "m1", "embedding_dim": 8}
     registry_text = (Path(_isolated_home) / "registry.yaml").read_text()
     assert "secret" not in registry_text and "Zq9" not in registry_text and "secret" not in reg.output
-    human = invoke(cli, "db", "register", "kb2", "--path", "/srv/kb2", "--url", url)
+    assert "${" not in registry_text
+    human = invoke(cli, "db", "register", "kb2", "--path", "/srv/kb2", "--url", url, "--no-check")
     assert "export POSTGRES_PASSWORD=" in human.stdout and "Zq9" not in human.output
 
     invoke(cli, "db", "register", "files", "--path", str(MACKING), "--source-folder", "/src", "--auto-watch")
     listed = json.loads(invoke(cli, "db", "list", "--json").stdout)
-    assert [d["name"] for d in listed["databases"]] == ["files", "kb", "kb2"]
+    assert [d["name"] for d in listed["databases"]] == ["files", "kb", "kb2"] and listed["problems"] == {}
     files = listed["databases"][0]
+    created = files.pop("created_at")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", created)
     assert files == {"name": "files", "path": str(MACKING), "source_folder": "/src", "source_type": "filesystem",
                      "auto_watch": True, "watch_interval": 300, "backend_type": "json"}
     shown = json.loads(invoke(cli, "db", "show", "kb", "--json").stdout)
-    assert shown["database"]["name"] == "kb" and set(shown) == {"registry", "database"}
+    assert shown["database"]["name"] == "kb" and set(shown) == {"registry", "database", "warnings"}
     assert "kb2" in invoke(cli, "db", "list").stdout
     removed = invoke(cli, "db", "remove", "kb2", "--json")
     assert json.loads(removed.stdout)["removed"] == "kb2"
@@ -189,19 +196,28 @@ def test_db_register_list_show_remove(cli, _isolated_home):
 
 def test_db_register_mongo_keeps_password_out(cli, _isolated_home):
     result = invoke(cli, "db", "register", "m", "--path", "/srv/m", "--url",
-                    "mongodb://root:Zq9topsecret@mongo.example:27017/", "--database", "LightRAG_m", "--json")
+                    "mongodb://root:Zq9topsecret@mongo.example:27017/", "--database", "LightRAG_m", "--no-check", "--json")
     assert result.exit_code == 0, result.output
-    cfg = json.loads(result.stdout)["database"]["backend_config"]
-    assert cfg == {"mongo_uri": "mongodb://root:${MONGO_PASSWORD}@mongo.example:27017/", "mongo_database": "LightRAG_m"}
-    assert "Zq9topsecret" not in (Path(_isolated_home) / "registry.yaml").read_text()
+    out = json.loads(result.stdout)
+    assert out["database"]["backend_config"] == {"mongo_uri": "mongodb://root@mongo.example:27017/", "mongo_database": "LightRAG_m"}
+    assert out["password_env"] == ["MONGO_PASSWORD"]
+    text = (Path(_isolated_home) / "registry.yaml").read_text()
+    assert "Zq9topsecret" not in text and "${" not in text
 
 
 def test_db_register_mongo_takes_the_database_from_the_url(cli, _isolated_home):
-    result = invoke(cli, "db", "register", "kb", "--path", "/srv/kb", "--url", "mongodb://u:s3cr3tZ@h:27017/kbdb", "--json")
+    result = invoke(cli, "db", "register", "kb", "--path", "/srv/kb", "--url", "mongodb://u:s3cr3tZ@h:27017/kbdb",
+                    "--no-check", "--json")
     assert result.exit_code == 0, result.output
     cfg = json.loads(result.stdout)["database"]["backend_config"]
     assert cfg["mongo_database"] == "kbdb"  # the registered entry and the raw URI name the same database
     assert "s3cr3tZ" not in (Path(_isolated_home) / "registry.yaml").read_text()
+
+
+def test_db_register_refuses_connection_options_next_to_a_url(cli, _isolated_home):
+    result = invoke(cli, "db", "register", "kb", "--path", "/srv/kb", "--url", "postgresql://u@h/d", "--port", "6000")
+    assert result.exit_code == 2 and "cannot be combined with --url" in result.stderr
+    assert not (Path(_isolated_home) / "registry.yaml").exists()
 
 
 def test_broken_registry_does_not_block_a_path(tmp_path):
@@ -253,30 +269,43 @@ def test_usage_errors_are_one_line():
     assert_one_line_error(run("db", "register", "x"), 2, "--path")
 
 
-@pytest.mark.parametrize(
-    "registry, needles",
-    [
-        ({"databases": {"kb": {"path": "/x", "backend_typ": "json"}}}, ["'backend_typ'", "'kb'", "allowed"]),
-        ({"databases": {"kb": {"path": "/x", "backend_config": {"hnsw": 3}}}}, ["'hnsw'", "'kb'", "backend_config"]),
-        ("databases:\n  kb: {path: /x\n", ["not valid YAML", "line"]),
-    ],
-    ids=["entry-key", "config-key", "yaml"],
-)
-def test_bad_registry(registry, needles):
+def test_bad_registry_yaml():
     path = Path(os.environ["HYBRIDRAG_CONFIG"])
-    path.write_text(registry if isinstance(registry, str) else yaml.safe_dump(registry))
+    path.write_text("databases:\n  kb: {path: /x\n")
     for args in (("db", "list"), ("status", "kb")):
-        assert_one_line_error(run(*args), 2, str(path), *needles)
+        assert_one_line_error(run(*args), 2, str(path), "not valid YAML", "line")
+
+
+def test_unknown_keys_are_no_error_and_a_bad_value_blocks_only_its_entry():
+    path = Path(os.environ["HYBRIDRAG_CONFIG"])
+    path.write_text(yaml.safe_dump({"databases": {
+        "kb": {"path": str(MACKING), "backend_typ": "json", "backend_config": {"hnsw": 3}},
+        "bad": {"path": "/x", "backend_type": "postgres", "backend_config": {"postgres_port": 70000}},
+    }}))
+    assert run("status", "kb", "--json").returncode == 0
+    listed = run("db", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    out = json.loads(listed.stdout)
+    assert [d["name"] for d in out["databases"]] == ["kb"] and out["databases"][0]["backend_typ"] == "json"
+    assert "postgres_port=70000" in out["problems"]["bad"]
+    assert_one_line_error(run("status", "bad"), 2, str(path), "'bad'", "postgres_port=70000", "1 to 65535")
+    assert "postgres_port=70000" in run("db", "list").stdout
 
 
 def test_missing_name_and_missing_password_variable(cli):
     assert_one_line_error(run("db", "show", "ghost"), 1, "'ghost'", "db list")
     assert_one_line_error(run("db", "remove", "ghost"), 1, "'ghost'")
-    assert invoke(cli, "db", "register", "pg", "--path", "/srv/pg", "--backend", "postgres").exit_code == 0
-    env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}
+    assert invoke(cli, "db", "register", "pg", "--path", "/srv/pg", "--backend", "postgres",
+                  "--password-env", "PG_KB_PW", "--no-check").exit_code == 0
+    env = {k: v for k, v in os.environ.items() if k != "PG_KB_PW"}
     proc = subprocess.run([sys.executable, "-m", "hybridrag_backends", "env", "pg"], capture_output=True, text=True,
                           env=env, timeout=120)
-    assert_one_line_error(proc, 2, "POSTGRES_PASSWORD is not set", "export POSTGRES_PASSWORD")
+    assert_one_line_error(proc, 2, "PG_KB_PW is not set", "export PG_KB_PW")
+    # with the default variable the password is optional, as for LightRAG: none set, none exported
+    assert invoke(cli, "db", "register", "pg2", "--path", "/srv/pg", "--backend", "postgres", "--no-check").exit_code == 0
+    proc = subprocess.run([sys.executable, "-m", "hybridrag_backends", "env", "pg2", "--json"], capture_output=True,
+                          text=True, env={k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}, timeout=120)
+    assert proc.returncode == 0 and "POSTGRES_PASSWORD" not in json.loads(proc.stdout)["env"]
 
 
 # -- errors, redaction, entry points -------------------------------------------------

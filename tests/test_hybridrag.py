@@ -116,3 +116,18 @@ def test_backend_group_mounts_in_a_parent_cli():
     assert "Traceback" not in missing.output
     registered = runner.invoke(hybridrag, ["backend", "db", "register", "kb", "--path", str(MACKING), "--json"])
     assert registered.exit_code == 0 and json.loads(registered.stdout)["database"]["name"] == "kb"
+
+
+def test_settings_for_an_entry_hybridrag_wrote():
+    """HybridRAG's wizard / backend migrate shape: the connection string is the connection, workspace and
+    model_config apply, the password comes from POSTGRES_PASSWORD in the given env."""
+    entry = DatabaseEntry(
+        name="notes", path="/srv/notes", backend_type="postgres",
+        backend_config={"connection_string": "postgresql://alice@127.0.0.1:5999/wizdb", "workspace": "notes"},
+        model_config={"embedding_model": "text-embedding-3-small", "embedding_dim": 1536},
+    )
+    kwargs, env = lightrag_settings(entry, env={"POSTGRES_PASSWORD": "pw"})
+    assert kwargs["workspace"] == "notes" and kwargs["vector_storage"] == "PGVectorStorage"
+    assert (env["POSTGRES_HOST"], env["POSTGRES_PORT"], env["POSTGRES_USER"], env["POSTGRES_DATABASE"]) == (
+        "127.0.0.1", "5999", "alice", "wizdb")
+    assert env["POSTGRES_PASSWORD"] == "pw" and env["POSTGRES_WORKSPACE"] == "notes"

@@ -151,7 +151,7 @@ def test_connection_string_defaults_and_overrides():
 )
 def test_bad_connection_strings_are_named_and_redacted(uri, problem):
     with pytest.raises(ConfigError) as info:
-        BackendConfig(connection_string=uri)
+        BackendConfig(backend_type="postgres", connection_string=uri)
     message = str(info.value)
     assert "connection_string" in message and problem in message
     assert ":p@" not in message  # the password is masked
@@ -218,6 +218,23 @@ def test_parse_postgres_uri_decodes_and_keeps_sslmode():
     }
 
 
+def test_connection_string_is_the_connection_and_fields_fill_only_what_it_lacks():
+    cfg = BackendConfig.from_connection_string(
+        "postgresql://alice@127.0.0.1:5999/wizdb",
+        postgres_host="ignored", postgres_port=1111, postgres_user="ignored", postgres_database="ignored",
+        postgres_password="from-field", postgres_ssl_mode="require", postgres_workspace="notes")
+    assert (cfg.postgres_host, cfg.postgres_port, cfg.postgres_user, cfg.postgres_database) == (
+        "127.0.0.1", 5999, "alice", "wizdb")
+    # what the URI lacks comes from the fields
+    assert (cfg.postgres_password, cfg.postgres_ssl_mode, cfg.postgres_workspace) == ("from-field", "require", "notes")
+    bare = BackendConfig.from_connection_string("postgresql:///", postgres_host="db", postgres_port=6000)
+    assert (bare.postgres_host, bare.postgres_port, bare.postgres_database) == ("db", 6000, "hybridrag")
+
+
+def test_other_backends_may_keep_their_own_uri_in_connection_string():
+    assert BackendConfig(backend_type="neo4j", connection_string="bolt://n:7687").connection_string == "bolt://n:7687"
+
+
 # -- DatabaseEntry -----------------------------------------------------------------
 
 
@@ -242,6 +259,32 @@ def test_entry_resolves_password_references_from_the_given_env():
     assert parse_postgres_uri(cfg.connection_string)["password"] == "s3:cr/t"
     with pytest.raises(ConfigError, match="PGPW is not set.*export PGPW"):
         entry.get_backend_config(env={})
+
+
+def test_entry_reads_hybridrag_shapes():
+    """connection_string-only (HybridRAG's wizard), workspace (its backend migrate), model_config (its models)."""
+    entry = DatabaseEntry(
+        name="notes", path="/srv/notes", backend_type="postgres",
+        backend_config={"backend_type": "postgres", "connection_string": "postgresql://alice@127.0.0.1:5999/wizdb",
+                        "workspace": "notes", "unknown_key": 1},
+        model_config={"llm_model": "azure/gpt-4o", "embedding_model": "text-embedding-3-small", "embedding_dim": "1536"},
+    )
+    cfg = entry.get_backend_config(env={})
+    assert (cfg.postgres_host, cfg.postgres_port, cfg.postgres_user, cfg.postgres_database) == (
+        "127.0.0.1", 5999, "alice", "wizdb")
+    assert cfg.postgres_workspace == "notes" and cfg.postgres_password is None
+    assert (cfg.embedding_model, cfg.embedding_dim) == ("text-embedding-3-small", 1536)
+    # the password LightRAG would read: POSTGRES_PASSWORD when set; a variable the entry names must be set
+    assert entry.get_backend_config(env={"POSTGRES_PASSWORD": "pw"}).postgres_password == "pw"
+    named = DatabaseEntry(name="n", path="/n", backend_type="postgres",
+                          backend_config={"extra_options": {"password_env": "NOTES_PW"}})
+    assert named.get_backend_config(env={"NOTES_PW": "x", "POSTGRES_PASSWORD": "y"}).postgres_password == "x"
+    with pytest.raises(ConfigError, match="NOTES_PW is not set"):
+        named.get_backend_config(env={"POSTGRES_PASSWORD": "y"})
+    # a literal password in the file is used (and only warned about elsewhere)
+    literal = DatabaseEntry(name="l", path="/l", backend_type="postgres", backend_config={"postgres_password": "s3cret"})
+    assert literal.get_backend_config(env={"POSTGRES_PASSWORD": "other"}).postgres_password == "s3cret"
+    assert "s3cret" not in repr(literal) and "s3cret" not in str([literal])
 
 
 @pytest.mark.parametrize("name", ["", "has space", "-dash-first", "x" * 129, "a/b"])

@@ -36,15 +36,32 @@ Stable shapes: keys are sorted, keys are only ever added. Strings are redacted
                  "entity_count": <int>, "relation_count": <int>, "chunk_count": <int>, "doc_count": <int>,
                  "is_connected": true, "connection_latency_ms": <float> | null,
                  "health": "healthy" | "degraded" | "error",
-                 "warnings": ["<text with the exact migrate command>"], "details": {...}},
+                 "warnings": ["<text with the exact migrate command>",
+                              "<a password in the registry entry, and how to remove it>"],
+                 "details": {...}},
      "notes": ["<provider status notes>"]}
 
   ``--verbose`` only changes the human output (details and notes are always in the JSON).
 
+``status --json`` (no TARGET: every registered database, one row each, checked concurrently; a
+database that cannot be reached, an unusable entry or a backend no plugin provides is a row with its
+``error`` and does not stop the others). Exit 0 when every row is ok (health "healthy" and
+connected), else 2 with one ``error:`` line naming the databases that are not; the table or JSON is
+printed either way. An empty registry prints that and exits 0::
+
+    {"registry": "<registry file>", "ok": true,
+     "databases": [{"name": "<registry name>", "backend": "postgres" | null, "location": "<...>" | null,
+                    "ok": true, "error": null | "<what went wrong>",
+                    "health": "healthy" | "degraded" | "error", "is_connected": true | false | null,
+                    "total_size_bytes": <int> | null, "total_size_human": "1.2 MB" | null,
+                    "records": <sum of store_counts> | null, "warnings": ["..."],
+                    "metrics": {<as in status TARGET>} | null}]}
+
 ``validate TARGET --json`` (exit 2 when a check fails)::
 
     {"target": ..., "name": ..., "backend": ..., "location": ..., "ok": true,
-     "checks": [{"name": "<check>", "ok": true, "detail": "<what was found>", "fix": "<what to do>"}]}
+     "checks": [{"name": "<check>", "ok": true, "detail": "<what was found>", "fix": "<what to do>"}],
+     "warnings": ["<a password in the registry entry, and how to remove it>"]}
 
 ``env TARGET --json`` (the same as ``--format json``; ``--format shell`` / ``dotenv`` print export lines /
 the ``.env`` LightRAG Server reads, a masked secret as a comment line)::
@@ -57,13 +74,15 @@ the ``.env`` LightRAG Server reads, a masked secret as a comment line)::
 
 ``db list --json``::
 
-    {"registry": "<registry file>", "databases": [<entry>, ...]}
+    {"registry": "<registry file>", "databases": [<entry>, ...],
+     "problems": {"<name>": "<why the entry cannot be used>"}}
 
-``db show NAME --json``: ``{"registry": "<file>", "database": <entry>}``;
-``db register ... --json``: ``{"registry": "<file>", "database": <entry>, "password_env": ["POSTGRES_PASSWORD"]}``;
-``db remove NAME --json``: ``{"registry": "<file>", "removed": "<name>"}``. An ``<entry>`` is the registry
-entry as stored (``name, path, source_folder?, source_type, auto_watch, watch_interval, backend_type,
-backend_config?``), passwords as ``${VAR}`` references.
+``db show NAME --json``: ``{"registry": "<file>", "database": <entry>, "warnings": ["..."]}``;
+``db register ... --json``: ``{"registry": "<file>", "database": <entry>, "password_env": ["POSTGRES_PASSWORD"],
+"checked": true}``; ``db remove NAME --json``: ``{"registry": "<file>", "removed": "<name>"}``. An ``<entry>``
+is the registry entry as the file has it: every key (HybridRAG's ``name, path, source_folder, source_type,
+auto_watch, watch_interval, model, ..., backend_type, backend_config, model_config, ...`` and any other),
+values as stored, passwords masked (``***``).
 """
 
 from __future__ import annotations
@@ -140,15 +159,23 @@ def plugins_cmd(as_json: bool) -> None:
 
 
 @click.command("status")
-@click.argument("target")
+@click.argument("target", required=False)
 @workspace_option
 @json_option
 @click.option("--verbose", "-v", is_flag=True, help="Add backend details and provider notes.")
-def status_cmd(target: str, workspace: Optional[str], as_json: bool, verbose: bool) -> None:
-    """Sizes, record counts, health and warnings of TARGET."""
+def status_cmd(target: Optional[str], workspace: Optional[str], as_json: bool, verbose: bool) -> None:
+    """Sizes, record counts, health and warnings of TARGET; with no TARGET, one row per registered database."""
     load_plugins()
+    if target is None:
+        if workspace is not None:
+            raise click.UsageError("--workspace needs a TARGET")
+        from .status_all import status_all
+
+        status_all(as_json, verbose)
+        return
     resolved = resolve_target(target, workspace=workspace)
     metrics = asyncio.run(resolved.provider.metrics(resolved.config))
+    metrics.warnings.extend(resolved.warnings)
     notes = resolved.provider.status_notes(resolved.config)
     if as_json:
         emit_json({**_target_header(target, resolved), "metrics": metrics.to_dict(), "notes": notes})
@@ -207,8 +234,11 @@ def validate_cmd(target: str, workspace: Optional[str], as_json: bool) -> None:
     checks = asyncio.run(resolved.provider.validate(resolved.config))
     ok = all(c.ok for c in checks)
     if as_json:
-        emit_json({**_target_header(target, resolved), "ok": ok, "checks": [dataclasses.asdict(c) for c in checks]})
+        emit_json({**_target_header(target, resolved), "ok": ok, "checks": [dataclasses.asdict(c) for c in checks],
+                   "warnings": resolved.warnings})
     else:
+        for w in resolved.warnings:
+            console.print(f"[yellow]warning:[/yellow] {shown(w)}", soft_wrap=True)
         for c in checks:
             mark = "[green]ok  [/green]" if c.ok else "[red]FAIL[/red]"
             console.print(f"{mark} {shown(c.name)}" + (f": {shown(c.detail)}" if c.detail else ""), soft_wrap=True)
