@@ -213,8 +213,11 @@ def test_up_register_prints_next_steps_that_run_as_pasted(suite_sandbox, _isolat
     password = cli("postgres", "url", "--via", "sandbox", "--root", root, "--password-only").stdout.strip()
     assert password and password not in registry + up.stdout + up.stderr
     entry = yaml.safe_load(registry)["databases"]["kb-local"]
-    assert entry["backend_config"]["postgres_password"] == "${POSTGRES_PASSWORD}"
-    assert entry["backend_config"]["embedding_model"] == "text-embedding-3-small"
+    # written as HybridRAG reads it: the URL is the connection (no password in it, no ${...} anywhere),
+    # the embedding model in model_config; the password comes from POSTGRES_PASSWORD
+    assert "postgres_password" not in entry["backend_config"] and "${" not in registry
+    assert entry["backend_config"]["connection_string"].startswith("postgresql://hybridrag@127.0.0.1:")
+    assert entry["model_config"] == {"embedding_model": "text-embedding-3-small", "embedding_dim": 1536}
     # the export and validate steps, pasted; the migrate step needs its WORKING_DIR (tests/test_hints.py)
     ran = bash("\n".join(steps[:2]))
     assert ran.returncode == 0, ran.stdout + ran.stderr

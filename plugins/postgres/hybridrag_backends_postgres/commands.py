@@ -135,20 +135,20 @@ def _print_next(commands: List[str], note: str = "") -> None:
 
 def _register(name: str, url: str, password_env: str, embedding_model: Optional[str], embedding_dim: Optional[int],
               path: Optional[Path], replace: bool) -> Path:
+    """Register the server the way ``db register --url`` does (the same config builder): the URL is the
+    connection, the password is read from ``password_env`` (never written), the embedding model goes to
+    ``model_config`` where HybridRAG keeps it."""
+    from hybridrag_backends.cli.db import build_backend_config
     from hybridrag_backends.models import BackendType, DatabaseEntry
     from hybridrag_backends.registry import Registry, hybridrag_home
 
-    parts = urlsplit(url)
-    config = {"postgres_host": parts.hostname, "postgres_port": parts.port, "postgres_user": parts.username,
-              "postgres_database": parts.path.lstrip("/"), "postgres_password": f"${{{password_env}}}"}
-    if embedding_model:
-        config["embedding_model"] = embedding_model
-    if embedding_dim:
-        config["embedding_dim"] = embedding_dim
+    options = {"embedding_model": embedding_model, "embedding_dim": embedding_dim}
+    config, model_keys = build_backend_config(BackendType.POSTGRESQL, url, None, None, password_env, options)
     entry_path = (path or hybridrag_home() / "databases" / name).expanduser().resolve()
     registry = Registry.load()
     registry.add(DatabaseEntry(name=name, path=str(entry_path), backend_type=BackendType.POSTGRESQL,
-                               backend_config=config), replace=replace, password_env=password_env)
+                               backend_config=config, model_config=model_keys or None),
+                 replace=replace, password_env=password_env)
     registry.save()
     return registry.path
 
