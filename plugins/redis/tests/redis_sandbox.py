@@ -5,8 +5,9 @@
 The server runs as a daemon on a free local port, its state (port, pid, log) in ``HYBRIDRAG_REDIS_DIR``
 (default: a folder in the temp dir named after this checkout), without persistence: it is for tests.
 ``start`` reuses a running one (same URL on every run); a lock serialises concurrent callers.
-``redis-server`` comes from Debian's ``redis-server`` package (``apt-get install -y redis-server``;
-CI's ``.ci/run`` installs it).
+``redis-server`` comes from Debian's ``redis-server`` package: when it is missing and this runs as root on a
+machine with apt-get (as ``make test`` on a fresh machine of this project's kind does), it is installed
+first, the way ``scripts/pg-sandbox`` installs what it needs.
 """
 
 from __future__ import annotations
@@ -56,6 +57,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _binary() -> Optional[str]:
+    return shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+
+
+def _install() -> Optional[str]:
+    """Install Debian's redis-server when we may (root, apt-get); None when we may not or it failed."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return None
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
+        if subprocess.run(command, env=env, capture_output=True, timeout=600).returncode != 0:
+            return None
+    return _binary()
+
+
 def url() -> Optional[str]:
     port = _port()
     return f"redis://127.0.0.1:{port}/0" if port and _ping(port) else None
@@ -68,7 +84,7 @@ def start() -> str:
         running = url()
         if running:
             return running
-        binary = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+        binary = _binary() or _install()
         if binary is None:
             raise Unavailable("redis-server is not installed; apt-get install -y redis-server (CI's .ci/run does it), "
                               "or set HYBRIDRAG_TEST_REDIS_URL to a server of yours")
