@@ -8,6 +8,13 @@ index in file order, as a string), plus ``absent_standard_files()``, ``store_byt
 
 Writing (see writer): ``is_empty``, ``prepare_target``, ``write_batch`` (sets the checkpoint's
 ``target_position``), ``finish_store``, ``finish_target``.
+
+Optional contract parts: ``duplicate_count`` (keys written twice in a KV file: LightRAG keeps the last),
+``holds_record_vectors`` (vector stores keep NanoVectorDB's per-record ``vector`` field as written),
+``refuse`` (GraphML cannot hold control characters or lone surrogates; KV and vector files hold anything
+json.load reads), ``check_source`` (store files readable), ``check_target`` (folder writable or creatable;
+free space for about the source's size plus the largest vector store's raw matrix, which a vector store
+keeps beside its file until it finishes), ``looked_for``.
 """
 
 from __future__ import annotations
