@@ -10,6 +10,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from conftest import REALDATA
@@ -88,3 +89,48 @@ def test_json_to_postgres_verifies_and_lightrag_reads_the_last_value(tmp_path, p
     assert len(got) == len(expected) and got[key] == "the second value wins"
     checked = invoke("verify", str(src), url, "--target-workspace", ws)
     assert checked.exit_code == 0, checked.output
+
+
+TRICKY_KEYS = ['plain', 'quote " inside', 'ends with backslash \\', 'colon ": space', 'back\\"slash "quote": ',
+               'é ü 文本', '\U0001F600 emoji', 'plain', 'x' * 300, 'quote " inside', 'tab\there', 'newline\nin key']
+
+
+@pytest.mark.parametrize("block", [7, 64, 4096], ids=lambda b: f"{b}-byte blocks")
+def test_structure_scan_agrees_with_json_load_on_tricky_keys(tmp_path, monkeypatch, block):
+    """Keys with escaped quotes, backslashes, ": " inside, non-ASCII and escapes, some written twice, and a
+    non-object value, cut by block boundaries everywhere (small blocks): the scan counts LightRAG's records,
+    the reader yields json.load's dict in its order."""
+    from hybridrag_backends_json import kvscan
+    from hybridrag_backends_json.session import JsonSession
+    from hybridrag_backends.provider import StoreInfo, StoreKind
+
+    monkeypatch.setattr(kvscan, "CHUNK", block)
+    kvscan._CACHE.clear()
+    entries = [(k, {"i": i}) for i, k in enumerate(TRICKY_KEYS)] + [("scalar", "not an object")]
+    for ensure_ascii in (False, True):
+        body = ",\n".join(f"  {json.dumps(k, ensure_ascii=ensure_ascii)}: "
+                          + json.dumps(v, indent=2, ensure_ascii=ensure_ascii).replace("\n", "\n  ")
+                          for k, v in entries)
+        path = tmp_path / "kv_store_full_entities.json"
+        path.write_text("{\n" + body + "\n}", encoding="utf-8")
+        kvscan._CACHE.clear()
+        with open(path, encoding="utf-8-sig") as fh:
+            expected = json.load(fh)
+        scan = kvscan.scan_kv(path)
+        assert scan.method.startswith("fast")
+        assert scan.records == len(expected) and scan.duplicate_keys == 2 and scan.not_object_count == 1
+        assert [v[0] for v in scan.not_objects.values()] == ["scalar"]
+
+        async def read():
+            out, rejected = [], []
+            async for batch in JsonSession(str(tmp_path)).read(StoreInfo("full_entities", StoreKind.KV), None, 3):
+                out += batch.records
+                rejected += batch.rejected
+            return out, rejected
+
+        records, rejected = asyncio.run(read())
+        # each key once, where its last value stands in the file (json.load's dict keeps the first position)
+        last_position = {k: i for i, (k, _) in enumerate(entries)}
+        assert [r.key for r in records] == sorted((k for k in expected if k != "scalar"), key=last_position.get)
+        assert [r.key for r in rejected] == ["scalar"]
+        assert {r.key: r.payload for r in records} == {k: v for k, v in expected.items() if k != "scalar"}

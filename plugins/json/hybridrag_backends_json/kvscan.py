@@ -19,7 +19,7 @@ records by name.
 
 Fast path (a file as ``json.dump(indent=2)`` writes it, which is how LightRAG writes): a raw newline
 is only ever JSON white space and top-level keys are exactly the lines starting with two spaces and a
-quote, so one regex pass over 8 MB blocks finds every key and the first byte of its value. Keys are
+quote, so one pass of ``bytes.find`` over 8 MB blocks finds every key and the first byte of its value. Keys are
 compared by hash (8 bytes each in memory); keys whose hashes collide are compared for real in a
 second pass, which only runs when there is a collision. Other files are scanned by streaming ijson
 events, or by the exact walker when ijson cannot read them.
@@ -28,7 +28,6 @@ events, or by the exact walker when ijson cannot read them.
 from __future__ import annotations
 
 import json
-import re
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +46,6 @@ except ImportError:  # pragma: no cover - depends on the wheel
 
 READ_SIZE = 256 * 1024
 KV_HEAD = b'{\n  "'
-# a top-level key of an indent=2 file (no raw newline can sit inside a JSON string) and its value's first byte
-_TOP_KEY = re.compile(rb'\n  "((?:[^"\\\n]|\\.)*)": (.)')
 _SURROGATE_HIGH_DIGIT = b"89abcdefABCDEF"  # \\ud800-\\udfff: "d", then one of these
 _JSON_WS = b" \t\r\n"
 _OVERLAP = 64  # bytes carried between blocks so a pattern cut by a block boundary is still seen
@@ -63,6 +60,7 @@ class KVScan:
     not_objects: Dict[int, Tuple[str, int, str]] = field(default_factory=dict)  # index -> (key, offset, type)
     not_object_count: int = 0
     escapes: bool = False
+    candidates: bool = False  # NaN / Infinity / surrogate escapes may be there (see region_flags)
     method: str = ""
     error: Optional[ExactError] = None  # not even Python's json reads the file: the scan stops there
 
@@ -173,9 +171,31 @@ def is_indent2(path: Path) -> bool:
     return head(path, 64 * 1024)[start:].startswith(KV_HEAD) and tail_bytes(path, 16).rstrip().endswith(b"}")
 
 
+def _lines(buf: bytes, start: int, end: int, base: int) -> Iterator[Tuple[bytes, int, bytes]]:
+    """(raw key, byte offset of its quote, first byte of the value) for the top-level key lines that
+    start in ``buf[start:end]`` (each ends before ``end``); ``base`` is the file offset of buf[0]."""
+    i = buf.find(b'\n  "', start, end)
+    while i >= 0:
+        line_end = buf.find(b"\n", i + 1, end)
+        line_end = end if line_end < 0 else line_end
+        j = buf.find(b'": ', i + 4, line_end)
+        while j > 0 and buf[j - 1] == 0x5C:  # a quote after backslashes: the key ends there if they pair up
+            k = j - 1
+            while k > i and buf[k - 1] == 0x5C:
+                k -= 1
+            if (j - k) % 2 == 0:
+                break
+            j = buf.find(b'": ', j + 1, line_end)
+        if j >= 0:  # (a line without one is not a key line: the reader reports the file there)
+            yield buf[i + 4 : j], base + i + 3, buf[j + 3 : j + 4]
+        i = buf.find(b'\n  "', line_end, end)
+
+
 def _top_keys(path: Path, start: int, flags: Optional[_Flags] = None) -> Iterator[Tuple[int, bytes, int, bytes]]:
     """(index, raw key, byte offset of the key's quote, first byte of the value) of an indent=2 file;
-    ``flags`` is fed every block on the way."""
+    ``flags`` is fed every block on the way. A key line never holds a raw newline, so each block is
+    searched up to its last newline and the unfinished line is carried into the next (no copy of the
+    block itself)."""
     index = -1
     with open(path, "rb") as f:
         f.seek(start)
@@ -186,24 +206,23 @@ def _top_keys(path: Path, start: int, flags: Optional[_Flags] = None) -> Iterato
             if flags is not None and data:
                 flags.feed(data)
             if not data:  # the last line
-                for m in _TOP_KEY.finditer(carry):
+                for raw, offset, first in _lines(carry, 0, len(carry), base - len(carry)):
                     index += 1
-                    yield index, m.group(1), base - len(carry) + m.start(1) - 1, m.group(2)
+                    yield index, raw, offset, first
                 return
             first_nl = data.find(b"\n")
-            last_nl = data.rfind(b"\n")
             if first_nl < 0:  # one line longer than a block
                 carry += data
                 base += len(data)
                 continue
-            # a match never crosses a newline: the seam line, then every line of the block but the last
+            last_nl = data.rfind(b"\n")
             seam = carry + data[:first_nl]
-            for m in _TOP_KEY.finditer(seam):
+            for raw, offset, first in _lines(seam, 0, len(seam), base - len(carry)):
                 index += 1
-                yield index, m.group(1), base - len(carry) + m.start(1) - 1, m.group(2)
-            for m in _TOP_KEY.finditer(data, first_nl, last_nl):
+                yield index, raw, offset, first
+            for raw, offset, first in _lines(data, first_nl, last_nl, base):
                 index += 1
-                yield index, m.group(1), base + m.start(1) - 1, m.group(2)
+                yield index, raw, offset, first
             carry = data[last_nl:]
             base += len(data)
 
@@ -211,7 +230,7 @@ def _top_keys(path: Path, start: int, flags: Optional[_Flags] = None) -> Iterato
 def _fast(path: Path) -> KVScan:
     start = bom_len(path)
     scan = KVScan(method="fast: top-level keys of an indent=2 file")
-    flags = _Flags(candidates=False)
+    flags = _Flags()  # in the same pass: status needs candidates, reading only escapes
     hashes = array("q")
     for index, raw, offset, first in _top_keys(path, start, flags):
         hashes.append(hash(_key_text(raw)))
@@ -220,7 +239,7 @@ def _fast(path: Path) -> KVScan:
             if len(scan.not_objects) < NOT_OBJECT_KEEP:
                 scan.not_objects[index] = (_key_text(raw), offset, _json_type(first))
     scan.entries = len(hashes)
-    scan.escapes = flags.escapes
+    scan.escapes, scan.candidates = flags.escapes, flags.candidates
     if scan.entries > 1:
         values = np.frombuffer(hashes, dtype=np.int64)
         ordered = np.sort(values)
@@ -249,7 +268,7 @@ def _streamed(path: Path) -> KVScan:
     """Any valid file: ijson events (keys at depth 1 and the type of their value)."""
     start = bom_len(path)
     scan = KVScan(method="streamed (ijson)")
-    scan.escapes = region_flags(path, start, candidates=False)[0]
+    scan.escapes, scan.candidates = region_flags(path, start)
     if scan.escapes:
         return _exact(path)
     positions: Dict[str, List[int]] = {}
@@ -290,7 +309,7 @@ def _exact(path: Path) -> KVScan:
     """The exact walker (slow; only for files the other two cannot read). Raises ExactError."""
     start = bom_len(path)
     scan = KVScan(method="exact (Python's json parser, streamed)")
-    scan.escapes = region_flags(path, start, candidates=False)[0]
+    scan.escapes, scan.candidates = region_flags(path, start)
     positions: Dict[str, List[int]] = {}
     try:
         with ExactWalker(path, start) as walker:

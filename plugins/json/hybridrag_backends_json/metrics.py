@@ -125,7 +125,7 @@ def record_problems(path: Path, namespace: Optional[str] = None) -> List[str]:
                 f"{path.name}: {scan.not_object_count} record(s) are not JSON objects, which every migration rejects "
                 f"(first: key {key!r} at byte {offset}, a {typ}); fix or remove them"
             )
-        candidates = region_flags(path, bom_len(path))[1]
+        candidates = scan.candidates
         entries: Any = lambda: _kv_entries(path)  # noqa: E731
     else:
         vdb = VDBFile(path, namespace or ns)
