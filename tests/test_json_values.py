@@ -221,3 +221,22 @@ def test_per_record_vector_field_is_copied_as_written(tmp_path):
             assert np.array_equal(decoded, np.frombuffer(zlib.decompress(base64.b64decode(x["vector"])), dtype=np.float16))
             differing += not np.array_equal(decoded, matrix[i].astype(np.float16))
     assert differing > 0  # the real data has records whose field is not the row: the test can tell
+
+
+@pytest.mark.mongodb
+def test_mongodb_rejects_them_by_name_and_verifies_the_rest(tmp_path, mongo_target):
+    """MongoDB (the in-process fake unless HYBRIDRAG_TEST_MONGO_URI is set: the refusal is decided before
+    anything reaches the driver) cannot store lone surrogates or integers beyond 64 bits, and keeps NaN out
+    too: each is a named reject with file, escaped key and byte offset; the rest is copied and verified."""
+    src = exotic_source(tmp_path, padding=10)
+    raw = (src / "kv_store_full_docs.json").read_bytes()
+    result = invoke("migrate", "--from", str(src), "--to", mongo_target.uri, "--json")
+    out = json.loads(result.stdout)
+    assert result.exit_code == 2 and out["verification"]["ok"], out["error"]
+    assert mongo_target.password not in result.output
+    rejects = {r["key"]: r for r in jobstore.read_rejects(out["job_id"])}
+    assert set(rejects) == {"surrogate-\\ud800-key", "nan-doc", "inf-doc", "big-doc", "lone-value"}
+    at = raw.index(b'"nan-doc"')
+    assert rejects["nan-doc"]["location"] == f"{src / 'kv_store_full_docs.json'} at byte {at}"
+    assert "field big holds the integer 1180591620717411303424 (beyond 64 bits)" in rejects["big-doc"]["reason"]
+    assert out["verification"]["stores"]["full_docs"]["rejected"] == 5

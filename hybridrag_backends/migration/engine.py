@@ -485,6 +485,20 @@ def _rejects_summary(job: MigrationJob) -> str:
     )
 
 
+def _sessions(source: ResolvedTarget, target: ResolvedTarget, as_source: str, as_target: str) -> tuple:
+    """Both providers' sessions (not yet connected); a backend without a stream interface is a source
+    or target error saying it cannot ``as_source`` / ``as_target``."""
+    try:
+        src = source.provider.open(source.config)
+    except NotImplementedError as exc:
+        raise SourceError(f"backend {source.provider.name!r} cannot {as_source}: {exc}") from None
+    try:
+        dst = target.provider.open(target.config)
+    except NotImplementedError as exc:
+        raise TargetError(f"backend {target.provider.name!r} cannot {as_target}: {exc}") from None
+    return src, dst
+
+
 async def migrate(
     source: ResolvedTarget,
     target: ResolvedTarget,
@@ -514,14 +528,7 @@ async def migrate(
     job: Optional[MigrationJob] = None
     if resume is not None:
         job = find_resumable(source, target, resume or None)
-    try:
-        src_cm = source.provider.open(source.config)
-    except NotImplementedError as exc:
-        raise SourceError(f"backend {source.provider.name!r} cannot be a migration source: {exc}") from None
-    try:
-        dst_cm = target.provider.open(target.config)
-    except NotImplementedError as exc:
-        raise TargetError(f"backend {target.provider.name!r} cannot be a migration target: {exc}") from None
+    src_cm, dst_cm = _sessions(source, target, "be a migration source", "be a migration target")
     async with src_cm as src, dst_cm as dst:
         plan = await make_plan(src, dst, source, target)
         progress.plan(plan)
@@ -581,14 +588,7 @@ async def verify_copy(
         raise MigrationError(f"--batch-size must be at least 1 (got {batch_size})")
     if source.location == target.location:
         raise ValidationFailure(f"source and target are the same place ({source.location}); give the copy as TARGET")
-    try:
-        src_cm = source.provider.open(source.config)
-    except NotImplementedError as exc:
-        raise SourceError(f"backend {source.provider.name!r} cannot be read as a stream: {exc}") from None
-    try:
-        dst_cm = target.provider.open(target.config)
-    except NotImplementedError as exc:
-        raise TargetError(f"backend {target.provider.name!r} cannot be read as a stream: {exc}") from None
+    src_cm, dst_cm = _sessions(source, target, "be read as a stream", "be read as a stream")
     async with src_cm as src, dst_cm as dst:
         stores, missing_in_source, missing_in_target = await stores_of_both(src, dst)
         result = await verify_stores(src, dst, stores, batch_size=batch_size, on_store=on_store,

@@ -169,32 +169,13 @@ class ExactWalker:
 
     # -- structures --------------------------------------------------------------
 
-    def members(self) -> Iterator[Tuple[str, int]]:
-        """The members of the object starting here: yields (key, byte offset of the key) with the
-        walker on the member's value, which the caller must consume (value() or a nested walk)."""
-        self.expect("{")
+    def _entries(self, opening: str, closing: str) -> Iterator[int]:
+        """Positions the walker on each entry of the object or array starting here (after its
+        separator), yielding the entry's byte offset; the caller consumes the entry."""
+        self.expect(opening)
         first = True
         while True:
-            ch = self.skip_ws()
-            if ch == "}":
-                self.pos += 1
-                return
-            if not first:
-                self.expect(",")
-                self.skip_ws()
-            first = False
-            self.settle()
-            at = self.offset()
-            yield self.key(), at
-
-    def items(self) -> Iterator[int]:
-        """The items of the array starting here: yields each item's byte offset with the walker on
-        the item, which the caller must consume."""
-        self.expect("[")
-        first = True
-        while True:
-            ch = self.skip_ws()
-            if ch == "]":
+            if self.skip_ws() == closing:
                 self.pos += 1
                 return
             if not first:
@@ -203,6 +184,17 @@ class ExactWalker:
             first = False
             self.settle()
             yield self.offset()
+
+    def members(self) -> Iterator[Tuple[str, int]]:
+        """The members of the object starting here: yields (key, byte offset of the key) with the
+        walker on the member's value, which the caller must consume (value() or a nested walk)."""
+        for at in self._entries("{", "}"):
+            yield self.key(), at
+
+    def items(self) -> Iterator[int]:
+        """The items of the array starting here: yields each item's byte offset with the walker on
+        the item, which the caller must consume."""
+        return self._entries("[", "]")
 
     def end(self) -> None:
         """Only white space may follow the top-level value."""
