@@ -19,7 +19,8 @@ records by name.
 
 Fast path (a file as ``json.dump(indent=2)`` writes it, which is how LightRAG writes): a raw newline
 is only ever JSON white space and top-level keys are exactly the lines starting with two spaces and a
-quote, so one pass of ``bytes.find`` over 8 MB blocks finds every key and the first byte of its value. Keys are
+quote, so one regex pass (in C, ``findall``) over 8 MB blocks finds every key and the first byte of its
+value. Keys are
 compared by hash (8 bytes each in memory); keys whose hashes collide are compared for real in a
 second pass, which only runs when there is a collision. Other files are scanned by streaming ijson
 events, or by the exact walker when ijson cannot read them.
@@ -28,8 +29,10 @@ events, or by the exact walker when ijson cannot read them.
 from __future__ import annotations
 
 import json
+import re
 from array import array
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
@@ -46,6 +49,8 @@ except ImportError:  # pragma: no cover - depends on the wheel
 
 READ_SIZE = 256 * 1024
 KV_HEAD = b'{\n  "'
+# a top-level key line of an indent=2 file (no raw newline can sit inside a JSON string) and its value's first byte
+_TOP_KEY = re.compile(rb'\n  "((?:[^"\\\n]|\\.)*)": (.)')
 _SURROGATE_HIGH_DIGIT = b"89abcdefABCDEF"  # \\ud800-\\udfff: "d", then one of these
 _JSON_WS = b" \t\r\n"
 _OVERLAP = 64  # bytes carried between blocks so a pattern cut by a block boundary is still seen
@@ -171,32 +176,11 @@ def is_indent2(path: Path) -> bool:
     return head(path, 64 * 1024)[start:].startswith(KV_HEAD) and tail_bytes(path, 16).rstrip().endswith(b"}")
 
 
-def _lines(buf: bytes, start: int, end: int, base: int) -> Iterator[Tuple[bytes, int, bytes]]:
-    """(raw key, byte offset of its quote, first byte of the value) for the top-level key lines that
-    start in ``buf[start:end]`` (each ends before ``end``); ``base`` is the file offset of buf[0]."""
-    i = buf.find(b'\n  "', start, end)
-    while i >= 0:
-        line_end = buf.find(b"\n", i + 1, end)
-        line_end = end if line_end < 0 else line_end
-        j = buf.find(b'": ', i + 4, line_end)
-        while j > 0 and buf[j - 1] == 0x5C:  # a quote after backslashes: the key ends there if they pair up
-            k = j - 1
-            while k > i and buf[k - 1] == 0x5C:
-                k -= 1
-            if (j - k) % 2 == 0:
-                break
-            j = buf.find(b'": ', j + 1, line_end)
-        if j >= 0:  # (a line without one is not a key line: the reader reports the file there)
-            yield buf[i + 4 : j], base + i + 3, buf[j + 3 : j + 4]
-        i = buf.find(b'\n  "', line_end, end)
-
-
-def _top_keys(path: Path, start: int, flags: Optional[_Flags] = None) -> Iterator[Tuple[int, bytes, int, bytes]]:
-    """(index, raw key, byte offset of the key's quote, first byte of the value) of an indent=2 file;
-    ``flags`` is fed every block on the way. A key line never holds a raw newline, so each block is
-    searched up to its last newline and the unfinished line is carried into the next (no copy of the
-    block itself)."""
-    index = -1
+def _key_regions(path: Path, start: int, flags: Optional[_Flags] = None) -> Iterator[Tuple[bytes, int, int, int]]:
+    """(buffer, from, to, file offset of buffer[0]): regions of an indent=2 file in which every
+    top-level key line starts and ends; ``flags`` is fed every block on the way. A key line never holds
+    a raw newline, so each block is searched up to its last newline and the unfinished line is carried
+    into the next (no copy of the block itself)."""
     with open(path, "rb") as f:
         f.seek(start)
         base = start  # file offset of data[0]
@@ -206,9 +190,7 @@ def _top_keys(path: Path, start: int, flags: Optional[_Flags] = None) -> Iterato
             if flags is not None and data:
                 flags.feed(data)
             if not data:  # the last line
-                for raw, offset, first in _lines(carry, 0, len(carry), base - len(carry)):
-                    index += 1
-                    yield index, raw, offset, first
+                yield carry, 0, len(carry), base - len(carry)
                 return
             first_nl = data.find(b"\n")
             if first_nl < 0:  # one line longer than a block
@@ -217,27 +199,45 @@ def _top_keys(path: Path, start: int, flags: Optional[_Flags] = None) -> Iterato
                 continue
             last_nl = data.rfind(b"\n")
             seam = carry + data[:first_nl]
-            for raw, offset, first in _lines(seam, 0, len(seam), base - len(carry)):
-                index += 1
-                yield index, raw, offset, first
-            for raw, offset, first in _lines(data, first_nl, last_nl, base):
-                index += 1
-                yield index, raw, offset, first
+            yield seam, 0, len(seam), base - len(carry)
+            yield data, first_nl, last_nl, base
             carry = data[last_nl:]
             base += len(data)
 
 
+def _top_keys(path: Path, start: int) -> Iterator[Tuple[int, bytes, int, bytes]]:
+    """(index, raw key, byte offset of the key's quote, first byte of the value) of an indent=2 file."""
+    index = -1
+    for buf, lo, hi, base in _key_regions(path, start):
+        for m in _TOP_KEY.finditer(buf, lo, hi):
+            index += 1
+            yield index, m.group(1), base + m.start(1) - 1, m.group(2)
+
+
 def _fast(path: Path) -> KVScan:
+    """One pass: the regex runs in C over each block (findall); Python only touches the rare keys with
+    escapes and, in a block that has one, the records that are not objects."""
     start = bom_len(path)
     scan = KVScan(method="fast: top-level keys of an indent=2 file")
     flags = _Flags()  # in the same pass: status needs candidates, reading only escapes
     hashes = array("q")
-    for index, raw, offset, first in _top_keys(path, start, flags):
-        hashes.append(hash(_key_text(raw)))
-        if first != b"{":
-            scan.not_object_count += 1
-            if len(scan.not_objects) < NOT_OBJECT_KEEP:
-                scan.not_objects[index] = (_key_text(raw), offset, _json_type(first))
+    for buf, lo, hi, base in _key_regions(path, start, flags):
+        pairs = _TOP_KEY.findall(buf, lo, hi)
+        if not pairs:
+            continue
+        first_index = len(hashes)
+        keys = list(map(itemgetter(0), pairs))
+        hashes.extend(map(hash, keys))  # a key is hashed as its UTF-8 bytes...
+        for i in [i for i, k in enumerate(keys) if b"\\" in k]:  # ...also when it was written with escapes
+            hashes[first_index + i] = hash(_key_text(keys[i]).encode("utf-8", "surrogatepass"))
+        firsts = b"".join(map(itemgetter(1), pairs))
+        if firsts.count(b"{") != len(firsts):
+            for i, m in enumerate(_TOP_KEY.finditer(buf, lo, hi)):
+                if m.group(2) != b"{":
+                    scan.not_object_count += 1
+                    if len(scan.not_objects) < NOT_OBJECT_KEEP:
+                        offset = base + m.start(1) - 1
+                        scan.not_objects[first_index + i] = (_key_text(m.group(1)), offset, _json_type(m.group(2)))
     scan.entries = len(hashes)
     scan.escapes, scan.candidates = flags.escapes, flags.candidates
     if scan.entries > 1:

@@ -105,12 +105,18 @@ def count_vdb(path: Path, namespace: str) -> FileCount:
     return FileCount(n, method="streamed (ijson + matrix decode)", embedding_dim=dim)
 
 
-def record_problems(path: Path, namespace: Optional[str] = None) -> List[str]:
+def record_problems(path: Path, namespace: Optional[str] = None, *, deep: bool = False) -> List[str]:
     """Records of a readable file that a migration will reject, one line per kind of problem with the
     first record's key and byte offset: values that are not records (KV), and values only JSON files
     can store (NaN / Infinity, lone surrogates; see hybridrag_backends.jsonvalues), which PostgreSQL
     and MongoDB targets reject. Costs a structure scan (cached) and, only where the bytes show
-    candidates, one exact parse. Raises like :func:`count_file` for an unreadable file."""
+    candidates, one exact parse. Raises like :func:`count_file` for an unreadable file.
+
+    Vector files are looked at only when ``deep`` (``validate``): the part before their matrix is
+    mostly the per-record vectors' base64 (700 MB of a 2 GB database), and three more passes over it
+    would double ``status``' time. Their texts are the KV stores' texts (chunks, entity and relation
+    descriptions), which ``status`` does check, and LightRAG writes their one numeric field
+    (``__created_at__``) as an integer."""
     parsed = parse_file_name(path.name)
     if parsed is None or parsed[0] == "graph":
         return []
@@ -127,10 +133,12 @@ def record_problems(path: Path, namespace: Optional[str] = None) -> List[str]:
             )
         candidates = scan.candidates
         entries: Any = lambda: _kv_entries(path)  # noqa: E731
-    else:
+    elif deep:
         vdb = VDBFile(path, namespace or ns)
         candidates = region_flags(path, vdb.bom, vdb.matrix_key_offset())[1]
         entries = lambda: _vdb_entries(vdb)  # noqa: E731
+    else:
+        return out
     if candidates:
         found, first = 0, ""
         try:

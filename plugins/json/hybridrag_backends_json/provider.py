@@ -200,7 +200,7 @@ def _file_problems(files: List[layout.StoreFile]) -> List[str]:
         if problem:
             problems.append(problem)
         else:
-            problems.extend(record_problems(sf.path, sf.namespace))
+            problems.extend(record_problems(sf.path, sf.namespace, deep=True))
     return problems
 
 
