@@ -240,3 +240,23 @@ def test_mongodb_rejects_them_by_name_and_verifies_the_rest(tmp_path, mongo_targ
     assert rejects["nan-doc"]["location"] == f"{src / 'kv_store_full_docs.json'} at byte {at}"
     assert "field big holds the integer 1180591620717411303424 (beyond 64 bits)" in rejects["big-doc"]["reason"]
     assert out["verification"]["stores"]["full_docs"]["rejected"] == 5
+
+
+def test_validate_looks_into_vector_files_too(tmp_path):
+    """validate (the thorough check) names a vector record holding a lone surrogate or NaN; status leaves the
+    part before the matrix (mostly base64) alone and checks the same texts in the KV stores."""
+    src = tmp_path / "src"
+    shutil.copytree(REALDATA / "macking3__lucaOS__rag_storage", src)
+    path = src / "vdb_entities.json"
+    path.chmod(0o644)
+    vdb = load(path)
+    vdb["data"][3]["content"] = "lone \ud800 surrogate"
+    vdb["data"][5]["__created_at__"] = float("nan")
+    path.write_text(json.dumps(vdb))  # ensure_ascii, as Python would write it
+    raw = path.read_bytes()
+    key = vdb["data"][3]["__id__"]
+    checks = {c["name"]: c for c in json.loads(invoke("validate", str(src), "--json").stdout)["checks"]}
+    detail = checks["files well-formed"]["detail"]
+    assert not checks["files well-formed"]["ok"]
+    at = raw.index(b'{"__id__": "' + key.encode())  # the record's own offset
+    assert f"vdb_entities.json: 2 record(s) hold values only JSON files can store (first: key {key!r} at byte {at}" in detail
