@@ -5,8 +5,9 @@ and ``-Infinity``, integers of any size, and escaped lone surrogates (``"\\ud800
 strings. The JSON reader yields them exactly (NaN / Infinity as a float subclass orjson refuses, see
 ``hybridrag_backends_json.exact.NonFinite``). PostgreSQL (UTF-8 text, jsonb) and MongoDB (UTF-8
 BSON strings, 64-bit integers) cannot store them: their sessions refuse such records (see
-:meth:`BackendSession.refuse <hybridrag_backends.provider.BackendSession.refuse>`) with the reason
-:func:`json_only_problem` gives, and the engine writes them to the rejects file instead.
+:meth:`BackendSession.screen <hybridrag_backends.provider.BackendSession.screen>`, with
+:func:`screen_json_only`) with the reason :func:`json_only_problem` gives, and the engine writes them to
+the rejects file instead.
 
 :func:`escape_key` is how a key reaches a message, a rejects file or a JSON report: a lone surrogate
 cannot be printed or encoded as UTF-8, so it is shown as its ``\\udXXX`` escape; any other key is
@@ -16,9 +17,11 @@ unchanged.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import orjson
+
+from .provider import Record, RejectedRecord
 
 INT64_MIN = -(2**63)
 UINT64_MAX = 2**64 - 1
@@ -83,20 +86,23 @@ def json_only_problem(key: str, payload: Any) -> Optional[str]:
     return f"field {where or '(the record)'} holds {what}, which only JSON files can store"
 
 
-def json_only_records(records: Iterable[Any]) -> List[Tuple[Any, str]]:
-    """(record, reason) for the records of a batch that hold values only JSON files can store.
+def screen_json_only(store: str, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
+    """A batch split into the records strict JSON in UTF-8 with 64-bit integers holds and named rejects
+    (``side="target"``, the record's own location) for those that hold values only JSON files can store.
 
     One orjson call checks the whole batch (orjson refuses lone surrogates, integers beyond 64 bits
     and the JSON reader's NaN / Infinity); only a batch it refuses is examined record by record."""
-    records = list(records)
     try:
         orjson.dumps([[r.key, r.payload] for r in records])
-        return []
+        return records, []
     except (TypeError, orjson.JSONEncodeError):
         pass
-    out = []
+    kept: List[Record] = []
+    refused: List[RejectedRecord] = []
     for r in records:
         problem = json_only_problem(r.key, r.payload)
-        if problem:
-            out.append((r, problem))
-    return out
+        if problem is None:
+            kept.append(r)
+        else:
+            refused.append(RejectedRecord(store, r.key, problem, r.location, r.position, side="target"))
+    return kept, refused

@@ -23,8 +23,8 @@ Optional parts, each with a safe default (a backend that does not override them 
   job exists (extensions, embedding model and dimension, permissions, free space...); a failed
   check stops the migration with exit 2 and its fix, and nothing is created; ``looked_for`` says
   what was searched when a source has no store (exit 1);
-* ``refuse``: the records of a batch the target cannot hold exactly (a lone surrogate in a key for
-  PostgreSQL...), which the engine turns into named rejects instead of writing them;
+* ``screen``: splits a batch into the records the target can hold and named rejects for the others (a
+  lone surrogate in a key for PostgreSQL...); verification leaves the rejected ones out of the source side;
 * ``duplicate_count``: entries a reader leaves out because a later one has the same key.
 
 Payloads are in LightRAG's *current* layout (the reader normalises old
@@ -149,6 +149,7 @@ class RejectedRecord:
     reason: str
     location: Optional[str] = None  # file and byte offset, table, ...
     cursor: Optional[str] = None
+    side: str = "source"  # "target": a good source record the target cannot hold (see BackendSession.screen)
 
 
 @dataclass
@@ -259,14 +260,16 @@ class BackendSession(abc.ABC):
         detail and fix; no job record or file is left behind. Default: no check."""
         return []
 
-    def refuse(self, store: StoreInfo, records: List[Record]) -> List[Tuple[Record, str]]:
-        """The records of ``records`` this target cannot hold exactly, each with a one-line reason
-        naming the field (e.g. PostgreSQL and a lone surrogate in a key, see
-        :mod:`hybridrag_backends.jsonvalues`). The engine writes them to the job's rejects file with
-        their key and ``location`` instead of passing them to :meth:`write_batch`, and verification
-        leaves them out of the source side. Called once per batch while copying and while verifying:
-        must be cheap and do no I/O. Default: none refused."""
-        return []
+    def screen(self, store: StoreInfo, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
+        """Split a batch into the records this target can hold and those it cannot (a value or key its
+        storage refuses, e.g. a lone surrogate in PostgreSQL text, see
+        :mod:`hybridrag_backends.jsonvalues`), each rejected one with its reason naming the field,
+        ``cursor`` = the record's position, ``location`` = the record's where the reader knows it, and
+        ``side="target"``. Called before the batch's checkpoint is advanced; the rejected records go to
+        the job's rejects file. Verification (after a migration and ``verify SOURCE TARGET``) calls it
+        on the source's records too and does not expect the rejected ones in the target: it must be
+        cheap, deterministic and do no I/O. Default: every record is accepted."""
+        return records, []
 
     # -- writing -------------------------------------------------------------
 

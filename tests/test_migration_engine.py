@@ -233,7 +233,8 @@ def test_rejects_are_recorded_and_job_not_completed():
     assert job.migrated_records == 149 and job.failed_records == 1
     assert job.verification["ok"]  # everything else arrived intact
     rejects = jobstore.read_rejects(job.job_id)
-    assert rejects == [{"store": "full_docs", "key": "doc-0010", "reason": "record is not an object", "location": "key doc-0010"}]
+    assert rejects == [{"store": "full_docs", "key": "doc-0010", "reason": "record is not an object", "location": "key doc-0010",
+                       "side": "source"}]
     # accepting the loss completes the job
     ok = run(migrate(target("a"), target("c"), batch_size=8, allow_rejects=True))
     assert ok.job.status is MigrationStatus.COMPLETED and ok.job.failed_records == 1

@@ -15,7 +15,6 @@ import json
 import shutil
 import uuid
 import zlib
-from pathlib import Path
 from typing import Callable, Dict, List
 
 import numpy as np

@@ -14,8 +14,8 @@ One run (``migrate``):
    ValidationFailure (exit 2) with the fix, and no job file or job row is created;
 3. copy store by store (nodes before edges, by :meth:`StoreInfo.sort_key`): a
    producer task reads the next batch while the current one is written; after
-   each batch the store's checkpoint is advanced, the records the target refuses
-   (``refuse``) go to the rejects file with their key and location, the target
+   each batch the store's checkpoint is advanced, the records the target cannot
+   hold (``screen``) go to the rejects file with their key and location, the target
    commits the rest (with the job where it can) and the job file is replaced
    atomically;
 4. verify (:mod:`.verify`) and mark the job COMPLETED.
@@ -53,7 +53,7 @@ from ..errors import (
     ValidationFailure,
     VerificationFailed,
 )
-from ..provider import BackendSession, Check, ReadBatch, RejectedRecord, StoreInfo
+from ..provider import BackendSession, Check, ReadBatch, StoreInfo
 from ..secrets import redact
 from ..targets import ResolvedTarget
 from . import jobstore
@@ -376,7 +376,10 @@ class Migration:
         job = self.job
         before = (copy.deepcopy(cp), job.migrated_records, job.failed_records, dict(job.options))
         try:
-            records, rejected = self._screen(store_plan.store, batch)
+            records, refused = self.dst.screen(store_plan.store, batch.records) if batch.records else ([], [])
+            for r in refused:  # where to fix it: the record's place in the source
+                r.location = r.location or self._source_location(store_plan.store)
+            rejected = [*batch.rejected, *refused]
             if rejected:
                 job.options["rejects_bytes"] = jobstore.append_rejects(job.job_id, rejected)
             position = batch.cursor
@@ -402,23 +405,10 @@ class Migration:
             raise
         self.progress.batch(store_plan, cp)
 
-    def _screen(self, store: StoreInfo, batch: ReadBatch) -> tuple:
-        """(records to write, rejected): the reader's rejects plus the records the target refuses."""
-        if not batch.records:
-            return batch.records, list(batch.rejected)
-        try:
-            refused = self.dst.refuse(store, batch.records)
-        except Exception as exc:
-            raise _as_target_error(exc, f"screening a batch of {store.name}") from exc
-        if not refused:
-            return batch.records, list(batch.rejected)
-        ids = {id(r) for r, _ in refused}
-        rejected = list(batch.rejected) + [
-            RejectedRecord(store.name, r.key, f"the target cannot hold it: {reason}",
-                           r.location or f"{self.plan.source} store {store.name}", r.cursor)
-            for r, reason in refused
-        ]
-        return [r for r in batch.records if id(r) not in ids], rejected
+    def _source_location(self, store: StoreInfo) -> str:
+        if hasattr(self.src, "store_location"):
+            return str(self.src.store_location(store))
+        return f"{self.plan.source} store {store.name}"
 
     async def verify(self) -> None:
         stores = [s.store for s in self.plan.stores]

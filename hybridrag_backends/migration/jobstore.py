@@ -96,7 +96,7 @@ def append_rejects(job_id: str, rejected: Iterable[RejectedRecord]) -> int:
         for r in rejected:
             # a lone surrogate in a key is written as its \udXXX escape: the file stays UTF-8 JSON
             line = {"store": r.store, "key": escape_key(r.key), "reason": escape_key(r.reason),
-                    "location": escape_key(r.location)}
+                    "location": escape_key(r.location), "side": r.side}
             fh.write(orjson.dumps(line) + b"\n")
         fh.flush()
         os.fsync(fh.fileno())

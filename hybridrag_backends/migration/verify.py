@@ -23,8 +23,10 @@ on record order.
 * JSON is orjson's, or for a payload orjson refuses (values only Python's json reads: NaN /
   Infinity, integers beyond 64 bits, lone surrogates, see :mod:`hybridrag_backends.jsonvalues`) the
   stdlib's, so such a value is never confused with another.
-* Records the target refuses (:meth:`BackendSession.refuse`) and records the source reader rejects
-  are not expected in the target; they are counted as ``rejected`` beside the counts.
+* Records the target cannot hold (its :meth:`BackendSession.screen` rejects them, asked on the
+  source's records, so this needs no job) and records the source reader rejects are not expected in
+  the target; they are counted as ``rejected`` beside the counts. ``refused`` (store -> keys a job's
+  target refused) leaves more keys out.
 * A store present on one side only is compared with an empty store. A target store that cannot be
   read back is a failed store (``error`` says why), not a source error.
 """
@@ -37,7 +39,7 @@ import hashlib
 import json
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import orjson
@@ -135,10 +137,12 @@ class _Side:
     """How one side is read for one store: present or not, which records count, how they hash."""
 
     def __init__(self, session: BackendSession, store: StoreInfo, lossy: Dict[str, str], *, present: bool,
-                 refuser: Optional[BackendSession], record_vector: Optional[str]) -> None:
+                 screener: Optional[BackendSession], record_vector: Optional[str],
+                 skip: AbstractSet[str] = frozenset()) -> None:
         self.session, self.store, self.lossy, self.present = session, store, lossy, present
-        self.refuser = refuser  # the target, asked which source records it cannot hold
+        self.screener = screener  # the target, asked which source records it cannot hold
         self.record_vector = record_vector
+        self.skip = skip  # keys known to be refused by the target (from a job's rejects)
         self.rejected = 0
 
     async def records(self, batch_size: int):
@@ -147,12 +151,13 @@ class _Side:
         async for batch in self.session.read(self.store, None, batch_size):
             records = batch.records
             self.rejected += len(batch.rejected)
-            if self.refuser is not None and records:
-                refused = {id(r) for r, _ in self.refuser.refuse(self.store, records)}
-                if refused:
-                    self.rejected += len(refused)
-                    records = [r for r in records if id(r) not in refused]
+            if self.screener is not None and records:
+                records, refused = self.screener.screen(self.store, records)
+                self.rejected += len(refused)
             for record in records:
+                if record.key in self.skip:
+                    self.rejected += 1
+                    continue
                 yield record
 
     def hash(self, record: Record) -> int:
@@ -204,14 +209,19 @@ async def verify_store(
     batch_size: int = 1000,
     in_source: bool = True,
     in_target: bool = True,
+    refused: AbstractSet[str] = frozenset(),
+    rejected: Optional[int] = None,
 ) -> StoreVerification:
+    """``refused``: keys of this store a job's target refused (left out of the source side besides what
+    ``screen`` says); ``rejected``: the job's count of records not expected in the target (else the
+    count this pass finds)."""
     lossy = dict(target.lossy_fields(store))
     keeps_record_vector = store.kind is StoreKind.VECTOR and target.holds_record_vectors(store) and PER_RECORD_VECTOR not in lossy
     if store.kind is StoreKind.VECTOR and not keeps_record_vector:
         lossy.setdefault(PER_RECORD_VECTOR, "the target does not keep NanoVectorDB's per-record vector apart")
-    src = _Side(source, store, lossy, present=in_source, refuser=target,
-                record_vector="source" if keeps_record_vector else None)
-    dst = _Side(target, store, lossy, present=in_target, refuser=None,
+    src = _Side(source, store, lossy, present=in_source, screener=target,
+                record_vector="source" if keeps_record_vector else None, skip=refused)
+    dst = _Side(target, store, lossy, present=in_target, screener=None,
                 record_vector="target" if keeps_record_vector else None)
     result = StoreVerification(store=store.name, lossy_fields=sorted(lossy))
     try:
@@ -220,12 +230,13 @@ async def verify_store(
         raise
     except Exception as exc:
         raise SourceError(f"verification could not read store {store.name} of the source: {type(exc).__name__}: {redact(exc)}") from exc
-    result.rejected = src.rejected
+    result.rejected = src.rejected if rejected is None else rejected
     try:
         result.target_count, result.target_digest = await _digest(dst, batch_size)
         if not result.ok:
             result.examples = await _examples(
-                _Side(source, store, lossy, present=in_source, refuser=target, record_vector=src.record_vector), dst, batch_size)
+                _Side(source, store, lossy, present=in_source, screener=target, record_vector=src.record_vector,
+                      skip=refused), dst, batch_size)
     except (ConnectionFailure, MigrationInterrupted) as exc:
         raise TargetError(
             f"the target cannot be read back to verify store {store.name} ({_what(exc)}); check the server, then "
@@ -245,16 +256,22 @@ async def verify(
     *,
     batch_size: int = 1000,
     on_store: Optional[Callable[[StoreVerification], None]] = None,
-    missing_in_source: Set[str] = frozenset(),
-    missing_in_target: Set[str] = frozenset(),
+    missing_in_source: AbstractSet[str] = frozenset(),
+    missing_in_target: AbstractSet[str] = frozenset(),
+    refused: Optional[Dict[str, AbstractSet[str]]] = None,
+    rejected: Optional[Dict[str, int]] = None,
 ) -> Dict[str, object]:
     """Verify every store; returns the ``job.verification`` mapping. A store named in
-    ``missing_in_source`` / ``missing_in_target`` is not read on that side (compared as empty)."""
+    ``missing_in_source`` / ``missing_in_target`` is not read on that side (compared as empty);
+    ``refused`` / ``rejected``: per store, as :func:`verify_store` takes them (from a job)."""
+    refused = refused or {}
+    rejected = rejected or {}
     results = []
     for store in stores:
         result = await verify_store(
             source, target, store, batch_size=batch_size,
             in_source=store.name not in missing_in_source, in_target=store.name not in missing_in_target,
+            refused=refused.get(store.name, frozenset()), rejected=rejected.get(store.name),
         )
         results.append(result)
         if on_store is not None:

@@ -11,8 +11,8 @@ Writing (see writer): ``is_empty``, ``prepare_target``, ``write_batch`` (sets th
 
 Optional contract parts: ``duplicate_count`` (keys written twice in a KV file: LightRAG keeps the last),
 ``holds_record_vectors`` (vector stores keep NanoVectorDB's per-record ``vector`` field as written),
-``refuse`` (GraphML cannot hold control characters or lone surrogates; KV and vector files hold anything
-json.load reads), ``check_source`` (store files readable), ``check_target`` (folder writable or creatable;
+``screen`` (GraphML cannot hold control characters or lone surrogates; KV and vector files hold anything
+json.load reads), ``store_location``, ``check_source`` (store files readable), ``check_target`` (folder writable or creatable;
 free space for about the source's size plus the largest vector store's raw matrix, which a vector store
 keeps beside its file until it finishes), ``looked_for``.
 """
@@ -78,6 +78,10 @@ class JsonSession(BackendSession):
         if not path.is_file():
             raise SourceError(f"{path} does not exist; the store {store.name} is not in this working dir")
         return path
+
+    def store_location(self, store: StoreInfo) -> Path:
+        """The file a store is read from (where a record the target refused must be fixed)."""
+        return self._path(store)
 
     def store_bytes(self, store: StoreInfo) -> Optional[int]:
         if store.kind is StoreKind.GRAPH_EDGES:
@@ -158,17 +162,20 @@ class JsonSession(BackendSession):
         scan = await asyncio.to_thread(KVFile(self._path(store), store.namespace).scan)
         return len(scan.superseded)
 
-    def refuse(self, store: StoreInfo, records: List[Record]) -> List[Tuple[Record, str]]:
+    def screen(self, store: StoreInfo, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
         """KV and vector files hold anything Python's json reads; GraphML (XML 1.0) cannot hold control
         characters or lone surrogates in a node id or an attribute."""
         if store.kind not in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES):
-            return []
-        out = []
+            return records, []
+        kept: List[Record] = []
+        refused: List[RejectedRecord] = []
         for r in records:
             problem = graphml.unwritable(r.key if store.kind is StoreKind.GRAPH_NODES else None, r.payload)
-            if problem:
-                out.append((r, problem))
-        return out
+            if problem is None:
+                kept.append(r)
+            else:
+                refused.append(RejectedRecord(store.name, r.key, problem, r.location, r.position, side="target"))
+        return kept, refused
 
     # -- pre-flight ----------------------------------------------------------------
 

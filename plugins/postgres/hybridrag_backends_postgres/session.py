@@ -23,11 +23,12 @@ import numpy as np
 import orjson
 
 from hybridrag_backends.errors import ConnectionFailure, MigrationInterrupted, SourceError, TargetError
-from hybridrag_backends.jsonvalues import json_only_records
+from hybridrag_backends.jsonvalues import screen_json_only
 from hybridrag_backends.migration.job import MigrationJob
 from hybridrag_backends.models import BackendConfig
 from hybridrag_backends.provider import (
-    GRAPH_NAMESPACE, STANDARD_KV_NAMESPACES, BackendSession, Check, ReadBatch, Record, StoreInfo, StoreKind,
+    GRAPH_NAMESPACE, STANDARD_KV_NAMESPACES, BackendSession, Check, ReadBatch, Record, RejectedRecord, StoreInfo,
+    StoreKind,
 )
 from hybridrag_backends.secrets import redact
 
@@ -246,10 +247,10 @@ class PostgresSession(BackendSession):
             return {PER_RECORD_VECTOR: PER_RECORD_VECTOR_LOST}
         return {}
 
-    def refuse(self, store: StoreInfo, records: List[Record]) -> List[Tuple[Record, str]]:
+    def screen(self, store: StoreInfo, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
         """Lone surrogates (UTF-8 text cannot hold them), NaN / Infinity and integers beyond 64 bits
         (what the JSON reader reads as json.load does; see hybridrag_backends.jsonvalues)."""
-        return json_only_records(records)
+        return screen_json_only(store.name, records)
 
     def looked_for(self) -> str:
         return (f"rows of workspace {self.ws!r} in the LIGHTRAG_* tables, and nodes in the AGE graph "
