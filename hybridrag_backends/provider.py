@@ -17,6 +17,16 @@ for every backend:
 * ``prepare_target`` / ``finish_store`` / ``finish_target`` bracket a copy so a
   backend can defer index builds or rename files into place atomically.
 
+Optional parts, each with a safe default (a backend that does not override them works as before):
+
+* ``check_source`` / ``check_target``: pre-flight checks run after the plan is made and before a
+  job exists (extensions, embedding model and dimension, permissions, free space...); a failed
+  check stops the migration with exit 2 and its fix, and nothing is created; ``looked_for`` says
+  what was searched when a source has no store (exit 1);
+* ``screen``: splits a batch into the records the target can hold and named rejects for the others (a
+  lone surrogate in a key for PostgreSQL...); verification leaves the rejected ones out of the source side;
+* ``duplicate_count``: entries a reader leaves out because a later one has the same key.
+
 Payloads are in LightRAG's *current* layout (the reader normalises old
 layouts), so any reader can feed any writer.
 """
@@ -122,6 +132,8 @@ class Record:
     payload: Dict[str, Any]
     vector: Optional["np.ndarray"] = None  # 1-D float32
     cursor: Optional[str] = None  # resume position in the reading backend's order (defaults to key)
+    # where the reader found it (file and byte offset, table...), when it knows; named in a reject
+    location: Optional[str] = None
 
     @property
     def position(self) -> str:
@@ -203,9 +215,61 @@ class BackendSession(abc.ABC):
 
         The engine reports them before copying and leaves them out of the
         verification digest on both sides. The key :data:`NULL_VALUED_FIELDS`
-        stands for every field whose value is null.
+        stands for every field whose value is null. For a vector store, the field
+        ``vector`` is NanoVectorDB's per-record vector (see :mod:`.migration.verify`):
+        a backend that keeps only ``Record.vector`` (and returns it from
+        ``get_vectors_by_ids``) lists it here.
         """
         return {}
+
+    def holds_record_vectors(self, store: StoreInfo) -> bool:
+        """True when this backend keeps, for vector store ``store``, NanoVectorDB's per-record vector
+        (the payload field ``vector``: base64 of zlib of float16, what LightRAG 1.5.7's
+        ``get_vectors_by_ids`` decodes) apart from ``Record.vector``, and its reader yields it in the
+        payload. Verification then compares it as LightRAG decodes it (a record without one on the
+        target side is a difference). Default False: the field is not compared (``Record.vector`` is)."""
+        return False
+
+    async def duplicate_count(self, store: StoreInfo) -> int:
+        """Entries of ``store`` that are not records because a later entry has the same key (a JSON
+        object with a key written twice: LightRAG's ``json.load`` keeps the last value). ``count`` and
+        ``read`` already leave them out; the migration plan reports how many there were. Default: 0."""
+        return 0
+
+    # -- pre-flight (optional) -------------------------------------------------
+
+    def looked_for(self) -> str:
+        """Where and what this session looked for when it found no store, for the error about an
+        empty or mistyped source (e.g. "kv_store_*.json, vdb_*.json, graph_*.graphml in /data/rag;
+        workspaces with files: a, b"). Default: "" (the engine names the location only)."""
+        return ""
+
+    async def check_source(self, stores: List[StoreInfo]) -> List[Check]:
+        """Pre-flight checks as a migration source, after the plan is made and before a job exists:
+        what would surely make the copy fail (files that cannot be read...). Must change nothing.
+        A failed :class:`Check` stops the migration with exit 2, printing its detail and fix.
+        Default: no check."""
+        return []
+
+    async def check_target(self, stores: List[StoreInfo], *, sizes: Dict[str, Optional[int]]) -> List[Check]:
+        """Pre-flight checks as a migration target for ``stores`` (the plan's stores, in copy order),
+        after the plan is made and before a job exists: server version and extensions, the embedding
+        model and dimension the vector stores need, privileges or a writable folder, free space
+        (``sizes``: store name -> the source's bytes for it, None where the source cannot say). Must
+        create and change nothing. A failed :class:`Check` stops the migration with exit 2, printing its
+        detail and fix; no job record or file is left behind. Default: no check."""
+        return []
+
+    def screen(self, store: StoreInfo, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
+        """Split a batch into the records this target can hold and those it cannot (a value or key its
+        storage refuses, e.g. a NUL character or a lone surrogate in PostgreSQL text, see
+        :mod:`hybridrag_backends.jsonvalues`), each rejected one with its reason naming the field,
+        ``cursor`` = the record's position, ``location`` = the record's where the reader knows it, and
+        ``side="target"``. Called before the batch's checkpoint is advanced; the rejected records go to
+        the job's rejects file. Verification (after a migration and ``verify SOURCE TARGET``) calls it
+        on the source's records too and does not expect the rejected ones in the target: it must be
+        cheap, deterministic and do no I/O. Default: every record is accepted."""
+        return records, []
 
     # -- writing -------------------------------------------------------------
 
@@ -232,14 +296,6 @@ class BackendSession(abc.ABC):
         written: the same stores, graph nodes still before edges. PostgreSQL loads the vector stores
         early so their index builds run while the other stores load."""
         return stores
-
-    def screen(self, store: StoreInfo, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
-        """Split a batch into the records this target can hold and those it cannot (a value or key its
-        storage refuses, e.g. a NUL character in PostgreSQL text), each rejected one with its reason,
-        ``cursor`` = the record's position and ``side="target"``. Called before the batch's checkpoint
-        is advanced; the rejected records go to the job's rejects file and verification does not expect
-        them in the target. Default: every record is accepted."""
-        return records, []
 
     async def write_batch(self, store: StoreInfo, records: List[Record], job: "MigrationJob") -> None:
         """Upsert ``records`` by key, then commit ``job`` (whose checkpoint for ``store`` already

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
-from .errors import NotFoundError, RegistryError
+from .errors import NotFoundError, RegistryError, ValidationFailure
 from .models import BackendConfig, BackendType, DatabaseEntry, backend_name
 from .plugins import get_manager
 from .provider import BackendProvider
@@ -77,17 +77,23 @@ def resolve_target(
         assert registry is not None
         return resolve_entry(registry, entry, workspace=workspace)
 
-    if for_write and (not path.exists() or (path.is_dir() and not any(path.iterdir()))):
-        provider = manager.get(BackendType.default())
-        return ResolvedTarget(provider, provider.config_from_target(str(path), workspace=workspace))
-    if path.exists():
-        for provider in manager.providers.values():
-            if provider.claims_path(path):
-                return ResolvedTarget(provider, provider.config_from_target(str(path), workspace=workspace))
-        raise NotFoundError(
-            f"{redact(target)} exists but is not a LightRAG working dir any installed backend recognises "
-            f"(expected kv_store_*.json / vdb_*.json / graph_*.graphml files)"
-        )
+    try:
+        if for_write and (not path.exists() or (path.is_dir() and not any(path.iterdir()))):
+            provider = manager.get(BackendType.default())
+            return ResolvedTarget(provider, provider.config_from_target(str(path), workspace=workspace))
+        if path.exists():
+            for provider in manager.providers.values():
+                if provider.claims_path(path):
+                    return ResolvedTarget(provider, provider.config_from_target(str(path), workspace=workspace))
+            raise NotFoundError(
+                f"{redact(target)} exists but is not a LightRAG working dir any installed backend recognises "
+                f"(expected kv_store_*.json / vdb_*.json / graph_*.graphml files)"
+            )
+    except PermissionError as exc:  # a folder on the way that this user may not enter or list
+        raise ValidationFailure(
+            f"cannot look into {redact(exc.filename or target)} (permission denied); give the current user "
+            f"access to it (read and enter), or run as a user who has it"
+        ) from None
     raise NotFoundError(
         f"{redact(target)!s} is not a registered database, an existing path, or a URL; "
         f"see 'hybridrag-backends db list', or give a working dir or a postgresql:// / mongodb:// URL"

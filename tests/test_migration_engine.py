@@ -18,6 +18,7 @@ from hybridrag_backends.errors import (
     NotFoundError,
     SourceError,
     TargetError,
+    ValidationFailure,
     VerificationFailed,
 )
 from hybridrag_backends.migration import jobstore
@@ -184,8 +185,9 @@ def test_copy_checkpoints_and_verifies():
 
 def test_same_location_refused_and_nonempty_target_needs_force():
     fill("a")
-    with pytest.raises(TargetError, match="same place"):
+    with pytest.raises(ValidationFailure, match="same place"):  # a pre-flight refusal: exit 2, no job
         run(migrate(target("a"), target("a")))
+    assert jobstore.list_jobs() == []
     fill("b", 3)
     with pytest.raises(TargetError, match="already holds data"):
         run(migrate(target("a"), target("b")))

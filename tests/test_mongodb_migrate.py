@@ -113,6 +113,9 @@ def test_json_to_mongodb_to_json(mongo_target, tmp_path, working_dir, workspace,
         async with source.provider.open(source.config) as a, final.provider.open(final.config) as b:
             stores = await a.list_stores()
             assert [s.name for s in await b.list_stores()] == [s.name for s in stores]
+            # NanoVectorDB's per-record float16 vector does not survive MongoDB (declared lossy there: one
+            # float32 vector per record); every other field and the float32 vectors must
+            b.holds_record_vectors = lambda store: False
             return await verify_stores(a, b, stores)
 
     result = asyncio.run(end_to_end())
@@ -141,7 +144,7 @@ def test_mongodb_to_another_workspace_and_force(mongo_target, tmp_path):
     assert forced["migrated_records"] == copy["migrated_records"]
 
     same = _cli("migrate", "--from", mongo_target.uri, "--workspace", "b", "--to", mongo_target.uri, "--json")
-    assert same.exit_code == 3 and "same place" in json.loads(same.stdout)["error"]
+    assert same.exit_code == 2 and "same place" in json.loads(same.stdout)["error"]
 
 
 def test_rejected_mongo_documents_are_named_and_counted(mongo_target, tmp_path):

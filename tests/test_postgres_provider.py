@@ -15,7 +15,8 @@ import pytest
 
 from conftest import REALDATA
 
-from hybridrag_backends.errors import ConfigError, TargetBusy, TargetError
+from hybridrag_backends.errors import ConfigError, TargetBusy, TargetError, ValidationFailure
+from hybridrag_backends.migration import jobstore
 from hybridrag_backends.migration.engine import migrate
 from hybridrag_backends.migration.job import MigrationJob, MigrationStatus
 from hybridrag_backends.plugins import get_provider
@@ -155,8 +156,21 @@ def test_cli_migration_shows_no_password_anywhere(pg_module_db, tmp_path, _isola
 
 
 def test_target_without_extensions_is_refused_with_fix(pg_bare_db):
-    with pytest.raises(TargetError, match="CREATE EXTENSION IF NOT EXISTS vector"):
+    # refused by the pre-flight, before any job exists: exit 2, no job file, nothing created in the database
+    with pytest.raises(ValidationFailure, match="CREATE EXTENSION (IF NOT EXISTS )?vector") as err:
         _migrate(REALDATA / "macking3__lucaOS__rag_storage", pg_bare_db, "noext")
+    assert err.value.exit_code == 2 and getattr(err.value, "job", None) is None
+    assert jobstore.list_jobs() == [] and not jobstore.jobs_dir().exists()
+
+    async def our_tables():
+        conn = await asyncpg.connect(pg_bare_db)
+        try:
+            return [r["relname"] for r in await conn.fetch(
+                "SELECT relname FROM pg_class WHERE relname LIKE 'hybridrag%' OR relname LIKE 'lightrag%'")]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(our_tables()) == []
 
 
 @pytest.mark.parametrize("batches,expected", [

@@ -7,8 +7,8 @@ URL whose scheme an installed backend claims (``postgresql://``, ``mongodb://``)
 Exit codes: 0 ok; 1 not found (target, registry entry, backend); 2 connection
 or validation failure, bad input or a usage error; 70 internal error (a bug:
 rerun with ``HYBRIDRAG_BACKENDS_DEBUG=1`` for the traceback). ``migrate`` adds
-3 target error, 4 verification failed, 5 interrupted (see ``cli/migrate.py``);
-Ctrl-C elsewhere exits 130.
+3 target error, 4 verification failed, 5 interrupted, and ``verify`` exits 4 when
+a store differs (see ``cli/migrate.py``); Ctrl-C elsewhere exits 130.
 Errors are one line on stderr: ``error: <what is wrong>; <what to do>``. A plugin
 that fails to load is one ``warning:`` line and ``plugins`` lists it with its error
 (exit 0); with ``HYBRIDRAG_BACKENDS_STRICT=1`` it is an error (exit 2).
@@ -26,7 +26,9 @@ Stable shapes: keys are sorted, keys are only ever added. Strings are redacted
                   "error": null}]}                     # "ImportError: ..." when it failed to load
 
 ``status TARGET --json`` (exit 2, with one ``error:`` line on stderr, when health is not "healthy"
-(e.g. a corrupt file) or the backend is not connected; the report is printed either way)::
+(e.g. a corrupt file, or a JSON file holding records a migration will reject: not objects, or values
+only JSON files can store such as NaN or a lone surrogate) or the backend is not connected; the report is
+printed either way)::
 
     {"target": "<TARGET as given>", "name": "<registry name>" | null,
      "backend": "json", "location": "<credential-free location>",

@@ -1,9 +1,19 @@
-"""``migrate``, ``jobs`` and ``jobs show``, mounted on the root group by :func:`add_migrate_commands`.
+"""``migrate``, ``verify``, ``jobs`` and ``jobs show``, mounted on the root group by :func:`add_migrate_commands`.
 
-Exit codes: 0 done, 1 not found, 2 source error, 3 target error, 4 verification
-failed, 5 interrupted with the checkpoint saved (Ctrl-C or SIGTERM: the batch in
-flight is committed, the job is PAUSED; a second Ctrl-C abandons the batch in
-flight, which the target drops on resume).
+Exit codes: 0 done; 1 not found (a TARGET, registry entry or job, or a source with no
+LightRAG record: pass ``--allow-empty`` to copy an empty database); 2 source error, or a
+pre-flight check that failed before any job was created (unreachable server, missing
+extension, embedding model, permissions, disk space, same place; the message says the fix);
+3 target error once the job runs; 4 verification failed (a store differs, or the target's copy
+cannot be read back); 5 interrupted with the checkpoint saved (Ctrl-C or SIGTERM: the batch in
+flight is committed, the job is PAUSED; a second Ctrl-C abandons the batch in flight, which the
+target drops on resume).
+
+``verify SOURCE TARGET`` re-checks a copy at any time (after a migration, an edit, a restore) with
+the same counts, digests and vectors as migrate's verification; it changes nothing and exits 0
+(every store equal), 4 (some differ, or the target's copy of a store cannot be read back: the
+stores and example keys are printed), 1 (a side not found), 2 (the source cannot be read, a server
+cannot be reached), 3 (the target stopped answering while it was read).
 
 ``--json`` shapes (stable; keys are sorted on output):
 
@@ -15,16 +25,33 @@ flight, which the target drops on resume).
               "total_bytes": int|null, "absent_standard_files": [str],
               "stores": [{"store": str, "kind": str, "records": int, "bytes": int|null,
                           "embedding_dim": int|null, "lossy_fields": {field: reason},
-                          "problem": str|null}]} | null,
+                          "problem": str|null, "duplicates": int}],
+              "total_duplicates": int,
+              "checks": [{"name": str, "ok": bool, "detail": str, "fix": str}]} | null,
      "total_records": int, "migrated_records": int, "failed_records": int,
      "stores": [{"store": str, "total": int, "migrated": int, "rejected": int, "done": bool}],
      "verification": {"ok": bool, "failed_stores": [str],
                       "stores": {name: {"store", "ok", "source_count", "target_count", "rejected",
-                                        "source_digest", "target_digest", "lossy_fields", "examples"}}} | null,
+                                        "source_digest", "target_digest", "lossy_fields", "examples",
+                                        "error"}}} | null,
      "rejects_file": str|null, "elapsed_seconds": float}
 
 ``lossy_fields`` maps payload field names to why the target cannot hold them; the key
-``"(null values)"`` stands for every field set to null (a GraphML target has no null).
+``"(null values)"`` stands for every field set to null (a GraphML target has no null), and
+``"vector"`` in a vector store is NanoVectorDB's per-record vector (kept apart only by JSON targets).
+``duplicates`` counts entries of a JSON KV file hidden by a later entry with the same key (LightRAG
+keeps the last value; so does the copy; ``records`` counts distinct keys). ``checks`` are the
+pre-flight checks run before the job was created (a failed one stops the run with exit 2; a dry
+run lists them and exits 2). A store's ``error`` says why the target's copy could not be read back
+(null otherwise); ``examples`` name keys with lone surrogates as ``\\udXXX`` escapes.
+
+``verify SOURCE TARGET --json`` (exit 0 when ``ok``, 4 when a store differs; also printed on the
+other errors, then with ``error`` set and ``verification`` null)::
+
+    {"source": str, "target": str, "ok": bool, "exit_code": int, "error": str|null,
+     "missing_in_source": [str], "missing_in_target": [str],
+     "verification": {"ok", "failed_stores", "stores": {...}} | null,   # as in migrate --json
+     "elapsed_seconds": float}
 
 ``jobs --json``::
 
@@ -54,9 +81,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import HybridRAGBackendsError, SourceError
+from ..errors import HybridRAGBackendsError, SourceError, VerificationFailed
 from ..migration import jobstore
-from ..migration.engine import MigrationPlan, ProgressListener, StorePlan, migrate
+from ..migration.engine import (
+    MigrationPlan,
+    ProgressListener,
+    StorePlan,
+    migrate,
+    preflight_failure,
+    verification_summary,
+    verify_copy,
+)
 from ..migration.job import MigrationCheckpoint, MigrationJob
 from ..migration.verify import StoreVerification
 from ..models import human_size
@@ -120,8 +155,7 @@ class PlainProgress(_PlanRecorder):
         self.echo(f"{store.store.name}: done, {cp.migrated_count} copied{rejected}")
 
     def store_verified(self, result: StoreVerification) -> None:
-        verdict = "ok" if result.ok else f"MISMATCH (source {result.source_count}, target {result.target_count})"
-        self.echo(f"verify {result.store}: {verdict}")
+        self.echo(f"verify {result.store}: {verdict(result)}")
 
 
 class RichProgress(PlainProgress):
@@ -221,6 +255,15 @@ def _job_result(job: Optional[MigrationJob]) -> Dict[str, Any]:
     }
 
 
+def verdict(result: StoreVerification) -> str:
+    if result.ok:
+        return "ok"
+    if result.error:
+        return f"FAILED ({result.error})"
+    examples = f"; e.g. {', '.join(result.examples[:3])}" if result.examples else ""
+    return f"MISMATCH (source {result.source_count}, target {result.target_count}{examples})"
+
+
 def _print_plan(plan: MigrationPlan) -> None:
     """Plain aligned text, never truncated (store names and paths must stay greppable)."""
     echo_plain(f"plan: {plan.source} -> {plan.target}")
@@ -232,10 +275,16 @@ def _print_plan(plan: MigrationPlan) -> None:
         echo_plain(f"  {s.store.name:<32} {s.store.kind.value:<12} {count:>10} {size:>10}  {lossy}")
         if s.problem:
             echo_plain(f"    problem: {s.problem}")
+        if s.duplicates:
+            echo_plain(f"    duplicates: {s.duplicates:,} earlier entr{'y' if s.duplicates == 1 else 'ies'} of keys written "
+                       f"more than once (LightRAG keeps the last value; so does the copy)")
     total = f"{plan.total_records:,} records" + (f", {human_size(plan.total_bytes)}" if plan.total_bytes is not None else "")
     echo_plain(f"total: {total}")
     echo_plain(f"absent standard files: {', '.join(plan.absent_standard_files) or 'none'}")
     echo_plain(f"target: {'empty' if plan.target_empty else 'NOT empty (needs --force)'}")
+    for c in plan.checks:
+        fix = f" (fix: {c.fix})" if not c.ok and c.fix else ""
+        echo_plain(f"pre-flight {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}{fix}")
 
 
 def _print_summary(job: MigrationJob, elapsed: float) -> None:
@@ -245,8 +294,10 @@ def _print_summary(job: MigrationJob, elapsed: float) -> None:
         line += f", {job.failed_records} rejected (see {jobstore.rejects_path(job.job_id)})"
     if job.verification is not None:
         line += f"; verification {'passed' if job.verification.get('ok') else 'FAILED'} ({len(job.verification['stores'])} stores)"
-    else:
+    elif job.options.get("verify", True) is False:
         line += "; not verified (--no-verify)"
+    else:
+        line += "; not verified (the job stopped before verification)"
     echo_plain(line)
 
 
@@ -262,15 +313,25 @@ def _print_summary(job: MigrationJob, elapsed: float) -> None:
 @click.option("--force", is_flag=True, help="Replace the stores of a target that already holds data.")
 @click.option("--no-verify", is_flag=True, help="Skip the count and digest comparison after the copy.")
 @click.option("--allow-rejects", is_flag=True, help="Complete the job even if some source records were rejected.")
+@click.option("--allow-empty", is_flag=True, help="Copy a source that holds no LightRAG record (else exit 1).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result (shape in the module docs).")
 def migrate_command(
     source: str, target: str, workspace: Optional[str], target_workspace: Optional[str], batch_size: int,
-    resume: Optional[str], dry_run: bool, force: bool, no_verify: bool, allow_rejects: bool, as_json: bool,
+    resume: Optional[str], dry_run: bool, force: bool, no_verify: bool, allow_rejects: bool, allow_empty: bool,
+    as_json: bool,
 ) -> None:
     """Copy a whole LightRAG database to another backend or location, resumable and verified.
 
-    Exit codes: 0 done, 1 not found, 2 source error (or records rejected), 3 target error,
-    4 verification failed, 5 interrupted with the checkpoint saved (resume with --resume).
+    \b
+    Exit codes:
+      0  done (copied and verified)
+      1  not found: SOURCE/TARGET, a job, or a source with no LightRAG record (see --allow-empty)
+      2  source error, records rejected, or a pre-flight check failed before any job was created
+         (unreachable server, missing extension or embedding model, permissions, disk space,
+         same place); the message says the fix
+      3  target error while the job runs
+      4  verification failed (a store differs, or the target's copy cannot be read back)
+      5  interrupted with the checkpoint saved (continue with --resume)
     """
     started = time.monotonic()
     if as_json:
@@ -289,7 +350,7 @@ def migrate_command(
         result = _run_interruptible(
             lambda stop: migrate(
                 src, dst, batch_size=batch_size, resume=resume, dry_run=dry_run, force=force,
-                verify=not no_verify, allow_rejects=allow_rejects, progress=listener, stop=stop,
+                verify=not no_verify, allow_rejects=allow_rejects, allow_empty=allow_empty, progress=listener, stop=stop,
             ),
             lambda: error_line("stopping after the batch in flight (Ctrl-C again to abandon it)"),
         )
@@ -297,6 +358,8 @@ def migrate_command(
         problems = [s for s in result.plan.stores if s.problem]
         if dry_run and problems:  # the real run would stop there: say so with the exit code too
             error = SourceError(f"{len(problems)} store(s) cannot be read completely: {problems[0].problem}")
+        elif dry_run:
+            error = preflight_failure(result.plan)
     except HybridRAGBackendsError as exc:
         error = exc
         job = getattr(exc, "job", None)
@@ -317,6 +380,57 @@ def migrate_command(
         _print_plan(listener.plan_seen)
     elif job is not None:
         _print_summary(job, elapsed)
+    if error is not None:
+        error_line(error)
+        sys.exit(exit_code)
+
+
+@click.command("verify")
+@click.argument("source")
+@click.argument("target")
+@click.option("--workspace", default=None, help="Workspace of the source (and of the target unless --target-workspace).")
+@click.option("--target-workspace", default=None, help="Workspace of the target.")
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result (shape in the module docs).")
+def verify_command(source: str, target: str, workspace: Optional[str], target_workspace: Optional[str],
+                   batch_size: int, as_json: bool) -> None:
+    """Re-check that TARGET holds what SOURCE holds, at any time: per-store counts, content digests
+    and vectors (float32, and the per-record vectors LightRAG returns), as migrate's verification.
+    Changes nothing.
+
+    \b
+    Exit codes: 0 every store equal; 4 some store differs (stores and example keys are printed) or
+    the target's copy cannot be read back; 1 SOURCE or TARGET not found; 2 the source cannot be
+    read or a server cannot be reached; 3 the target stopped answering while it was read.
+    """
+    started = time.monotonic()
+    echo = (lambda line: None) if as_json else echo_plain
+    result: Optional[Dict[str, Any]] = None
+    error: Optional[HybridRAGBackendsError] = None
+    src_loc, dst_loc = source, target
+    try:
+        src = resolve_target(source, workspace=workspace)
+        dst = resolve_target(target, workspace=target_workspace if target_workspace is not None else workspace)
+        src_loc, dst_loc = src.location, dst.location
+        echo(f"verify: {src.location} -> {dst.location}")
+        result = asyncio.run(verify_copy(
+            src, dst, batch_size=batch_size, on_store=lambda r: echo(f"verify {r.store}: {verdict(r)}")))
+        if not result["ok"]:
+            error = VerificationFailed(f"{verification_summary(result)}; the target is not an exact copy of the source")
+    except HybridRAGBackendsError as exc:
+        error = exc
+    exit_code = error.exit_code if error is not None else 0
+    if as_json:
+        emit_json({
+            "source": src_loc, "target": dst_loc, "ok": error is None, "exit_code": exit_code,
+            "error": one_line(error) if error is not None else None,
+            "missing_in_source": (result or {}).get("missing_in_source", []),
+            "missing_in_target": (result or {}).get("missing_in_target", []),
+            "verification": None if result is None else {k: result[k] for k in ("ok", "failed_stores", "stores")},
+            "elapsed_seconds": round(time.monotonic() - started, 3),
+        })
+    elif result is not None and error is None:
+        echo_plain(f"verification passed: {len(result['stores'])} stores equal")
     if error is not None:
         error_line(error)
         sys.exit(exit_code)
@@ -384,4 +498,5 @@ def jobs_show(job_id: str, as_json: bool) -> None:
 
 def add_migrate_commands(cli: click.Group) -> None:
     cli.add_command(migrate_command)
+    cli.add_command(verify_command)
     cli.add_command(jobs_group)

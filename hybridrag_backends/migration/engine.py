@@ -3,13 +3,22 @@
 One run (``migrate``):
 
 1. plan: open both sessions, list and count the source's stores (bytes when the
-   session can say), note absent standard files and the fields the target
-   cannot hold; refuse the same location, and a non-empty target unless ``force``;
-2. copy store by store (nodes before edges, by :meth:`StoreInfo.sort_key`): a
+   session can say, keys written twice), note absent standard files and the fields
+   the target cannot hold; refuse the same location, and a non-empty target unless
+   ``force``;
+2. pre-flight, before any job exists (:func:`preflight`): the source has a store
+   with records (else NotFoundError, exit 1, naming what was looked for, unless
+   ``allow_empty``), the job folder is writable, and the sessions' own checks
+   (``check_source`` / ``check_target``: readable files, extensions and versions,
+   embedding model and dimension, privileges, free space) pass; a failure is
+   ValidationFailure (exit 2) with the fix, and no job file or job row is created;
+3. copy store by store (nodes before edges, by :meth:`StoreInfo.sort_key`): a
    producer task reads the next batch while the current one is written; after
-   each batch the store's checkpoint is advanced, the target commits the batch
-   (with the job where it can) and the job file is replaced atomically;
-3. verify (:mod:`.verify`) and mark the job COMPLETED.
+   each batch the store's checkpoint is advanced, the records the target cannot
+   hold (``screen``) go to the rejects file with their key and location, the target
+   commits the rest (with the job where it can) and the job file is replaced
+   atomically;
+4. verify (:mod:`.verify`) and mark the job COMPLETED.
 
 Resume loads the job (the target's committed copy wins when it has one), checks
 that the source did not change (fingerprint), lets the target drop uncommitted
@@ -28,8 +37,9 @@ import asyncio
 import contextlib
 import copy
 import inspect
+import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import orjson
 
@@ -40,14 +50,15 @@ from ..errors import (
     NotFoundError,
     SourceError,
     TargetError,
+    ValidationFailure,
     VerificationFailed,
 )
-from ..provider import BackendSession, ReadBatch, StoreInfo
+from ..provider import BackendSession, Check, ReadBatch, StoreInfo
 from ..secrets import redact
 from ..targets import ResolvedTarget
 from . import jobstore
 from .job import MigrationCheckpoint, MigrationJob, MigrationStatus
-from .verify import StoreVerification, verify as verify_stores
+from .verify import StoreVerification, stores_of_both, verify as verify_stores
 
 READ_AHEAD = 2  # batches read ahead of the writer: bounded memory, reading overlaps writing
 
@@ -77,6 +88,7 @@ class StorePlan:
     bytes: Optional[int] = None
     lossy_fields: Dict[str, str] = field(default_factory=dict)  # what the target cannot hold
     problem: Optional[str] = None  # why counting failed; the copy stops at the same place
+    duplicates: int = 0  # entries hidden by a later one with the same key (not records; LightRAG keeps the last)
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -87,6 +99,7 @@ class StorePlan:
             "embedding_dim": self.store.embedding_dim,
             "lossy_fields": dict(self.lossy_fields),
             "problem": self.problem,
+            "duplicates": self.duplicates,
         }
 
 
@@ -97,10 +110,16 @@ class MigrationPlan:
     stores: List[StorePlan]
     absent_standard_files: List[str]
     target_empty: bool
+    checks: List[Check] = field(default_factory=list)  # pre-flight (see preflight())
+    target_problem: Optional[str] = None  # why the target could not be inspected (a pre-flight failure)
 
     @property
     def total_records(self) -> int:
         return sum(s.count or 0 for s in self.stores)
+
+    @property
+    def total_duplicates(self) -> int:
+        return sum(s.duplicates for s in self.stores)
 
     @property
     def total_bytes(self) -> Optional[int]:
@@ -117,6 +136,8 @@ class MigrationPlan:
             "total_bytes": self.total_bytes,
             "absent_standard_files": list(self.absent_standard_files),
             "target_empty": self.target_empty,
+            "total_duplicates": self.total_duplicates,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in self.checks],
         }
 
 
@@ -146,11 +167,13 @@ async def make_plan(src: BackendSession, dst: BackendSession, source: ResolvedTa
             # job accounts for its good records and fails naming the place; the plan shows the problem.
             count: Optional[int] = None
             problem = None
+            duplicates = 0
             try:
                 count = await src.count(store)
+                duplicates = await src.duplicate_count(store)
             except SourceError as exc:
                 problem = str(exc)
-            plans.append(StorePlan(store, count, size, dict(dst.lossy_fields(store)), problem))
+            plans.append(StorePlan(store, count, size, dict(dst.lossy_fields(store)), problem, duplicates))
         absent: List[str] = []
         if hasattr(src, "absent_standard_files"):
             absent = list(await _maybe_await(src.absent_standard_files()))
@@ -158,13 +181,62 @@ async def make_plan(src: BackendSession, dst: BackendSession, source: ResolvedTa
         raise
     except Exception as exc:
         raise SourceError(f"cannot read the source {source.location}: {type(exc).__name__}: {redact(exc)}") from exc
+    # A target that cannot even be inspected (no privilege on a schema...) is reported by the pre-flight,
+    # next to the check that says why, before any job exists.
+    problem = None
     try:
         empty = await dst.is_empty()
-    except HybridRAGBackendsError:
-        raise
+    except HybridRAGBackendsError as exc:
+        empty, problem = False, str(exc)
     except Exception as exc:
-        raise TargetError(f"cannot inspect the target {target.location}: {type(exc).__name__}: {redact(exc)}") from exc
-    return MigrationPlan(source.location, target.location, plans, absent, empty)
+        empty, problem = False, f"cannot inspect the target {target.location}: {type(exc).__name__}: {redact(exc)}"
+    return MigrationPlan(source.location, target.location, plans, absent, empty, target_problem=problem)
+
+
+def _jobs_folder_check() -> Check:
+    folder = jobstore.jobs_dir()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    ok = existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+    return Check("job folder writable", ok, str(folder),
+                 "" if ok else f"set HYBRIDRAG_HOME to a writable folder (cannot write in {existing})")
+
+
+async def preflight(src: BackendSession, dst: BackendSession, source: ResolvedTarget, plan: MigrationPlan, *,
+                    allow_empty: bool) -> None:
+    """What can be known before a job exists: a source with records, a writable job folder, and the
+    sessions' own checks (``check_source`` / ``check_target``), put in ``plan.checks``. A source with
+    no record is NotFoundError (exit 1) naming what was looked for, unless ``allow_empty``."""
+    if not allow_empty and plan.total_records == 0 and not any(s.problem for s in plan.stores):
+        stores = f"{len(plan.stores)} store(s), all empty" if plan.stores else "no LightRAG store"
+        looked = src.looked_for()
+        raise NotFoundError(
+            f"the source {source.location} holds no LightRAG record ({stores}{'; looked for ' + looked if looked else ''}); "
+            f"check --from and --workspace, or pass --allow-empty to copy an empty database"
+        )
+    stores = [s.store for s in plan.stores]
+    checks = [_jobs_folder_check()]
+    if plan.target_problem:
+        checks.append(Check("target can be inspected", False, plan.target_problem,
+                            "see the other failed checks, or the message, for what to change on the target"))
+    for session, run, side in ((src, lambda: src.check_source(stores), "source"),
+                               (dst, lambda: dst.check_target(stores, sizes={s.store.name: s.bytes for s in plan.stores}), "target")):
+        try:
+            checks.extend(await run())
+        except HybridRAGBackendsError as exc:
+            checks.append(Check(f"{side} pre-flight", False, str(exc)))
+        except Exception as exc:  # a provider bug must not pass as a failed check silently
+            checks.append(Check(f"{side} pre-flight", False, f"{type(session).__name__} failed: {type(exc).__name__}: {redact(exc)}"))
+    plan.checks = checks
+
+
+def preflight_failure(plan: MigrationPlan) -> Optional[ValidationFailure]:
+    failed = [c for c in plan.checks if not c.ok]
+    if not failed:
+        return None
+    what = "; ".join(f"{c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "") for c in failed)
+    return ValidationFailure(f"pre-flight check failed before any job was created: {what}")
 
 
 async def source_fingerprint(src: BackendSession, plan: MigrationPlan) -> Dict[str, Any]:
@@ -347,10 +419,9 @@ class Migration:
             if self._stop_requested():
                 raise _Stopped()
 
-        rejected = {cp.store_name: cp.rejected_count for cp in self.job.checkpoints}
         try:
             self.job.verification = await verify_stores(
-                self.src, self.dst, stores, rejected=rejected, batch_size=self.job.batch_size, on_store=on_store,
+                self.src, self.dst, stores, batch_size=self.job.batch_size, on_store=on_store,
                 refused=jobstore.target_refused_keys(self.job.job_id),
             )
         except (_Stopped, asyncio.CancelledError, KeyboardInterrupt):
@@ -358,7 +429,7 @@ class Migration:
         except HybridRAGBackendsError:
             raise
         except Exception as exc:
-            raise MigrationError(f"verification could not read a side: {type(exc).__name__}: {redact(exc)}") from exc
+            raise MigrationError(f"verification failed unexpectedly: {type(exc).__name__}: {redact(exc)}") from exc
         jobstore.save(self.job)
 
 
@@ -396,13 +467,27 @@ def _rejects_summary(job: MigrationJob) -> str:
     if first:
         r = first[0]
         where = f" at {r['location']}" if r.get("location") else ""
-        example = f" (first: store {r['store']}, key {r['key']!r}{where}: {r['reason']})"
+        example = f" (first: store {r['store']}, key '{r['key']}'{where}: {r['reason']})"
     return (
         f"{job.failed_records} record(s) were rejected{example}; every other record was copied"
         f"{' and verified' if job.verification and job.verification.get('ok') else ''}. "
         f"See {jobstore.rejects_path(job.job_id)}; fix the source and rerun with --force, "
         f"or pass --allow-rejects to accept the loss"
     )
+
+
+def _sessions(source: ResolvedTarget, target: ResolvedTarget, as_source: str, as_target: str) -> tuple:
+    """Both providers' sessions (not yet connected); a backend without a stream interface is a source
+    or target error saying it cannot ``as_source`` / ``as_target``."""
+    try:
+        src = source.provider.open(source.config)
+    except NotImplementedError as exc:
+        raise SourceError(f"backend {source.provider.name!r} cannot {as_source}: {exc}") from None
+    try:
+        dst = target.provider.open(target.config)
+    except NotImplementedError as exc:
+        raise TargetError(f"backend {target.provider.name!r} cannot {as_target}: {exc}") from None
+    return src, dst
 
 
 async def migrate(
@@ -415,36 +500,38 @@ async def migrate(
     force: bool = False,
     verify: bool = True,
     allow_rejects: bool = False,
+    allow_empty: bool = False,
     progress: Optional[ProgressListener] = None,
     stop: Optional[asyncio.Event] = None,
 ) -> MigrationResult:
     """Migrate ``source`` into ``target``. ``resume``: a job id, or ``""`` for the newest resumable
     job of this source/target pair. Raises HybridRAGBackendsError subclasses (exit codes) with the
-    job attached as ``exc.job`` once one exists."""
+    job attached as ``exc.job`` once one exists. A dry run returns the plan with its pre-flight
+    ``checks`` (failed ones included) instead of raising for them."""
     progress = progress or ProgressListener()
     if batch_size < 1:
         raise MigrationError(f"--batch-size must be at least 1 (got {batch_size})")
     if source.location == target.location:
-        raise TargetError(
+        raise ValidationFailure(
             f"source and target are the same place ({source.location}); "
             f"migrate to another working dir, workspace (--target-workspace) or server"
         )
     job: Optional[MigrationJob] = None
     if resume is not None:
         job = find_resumable(source, target, resume or None)
-    try:
-        src_cm = source.provider.open(source.config)
-    except NotImplementedError as exc:
-        raise SourceError(f"backend {source.provider.name!r} cannot be a migration source: {exc}") from None
-    try:
-        dst_cm = target.provider.open(target.config)
-    except NotImplementedError as exc:
-        raise TargetError(f"backend {target.provider.name!r} cannot be a migration target: {exc}") from None
+    src_cm, dst_cm = _sessions(source, target, "be a migration source", "be a migration target")
     async with src_cm as src, dst_cm as dst:
         plan = await make_plan(src, dst, source, target)
         progress.plan(plan)
+        if job is None:  # a resumed job exists already: its target was checked when it started
+            await preflight(src, dst, source, plan, allow_empty=allow_empty)
+        elif plan.target_problem:
+            raise TargetError(plan.target_problem)
         if dry_run:
             return MigrationResult(plan)
+        failure = preflight_failure(plan)
+        if failure is not None:
+            raise failure
         if stop is not None and stop.is_set():
             raise MigrationInterrupted("interrupted while planning, before anything was copied; nothing to resume")
         new_id = jobstore.new_job_id()
@@ -482,6 +569,28 @@ async def migrate(
             except HybridRAGBackendsError as exc:
                 exc.job = job  # type: ignore[attr-defined]
                 raise
+
+
+async def verify_copy(
+    source: ResolvedTarget,
+    target: ResolvedTarget,
+    *,
+    batch_size: int = 1000,
+    on_store: Optional[Callable[[StoreVerification], None]] = None,
+) -> Dict[str, Any]:
+    """``hybridrag-backends verify``: compare every store of either side as a migration's verification
+    does (a store on one side only is compared with an empty one). Changes nothing; no job is involved.
+    Returns the verification mapping plus ``missing_in_source`` / ``missing_in_target``."""
+    if batch_size < 1:
+        raise MigrationError(f"--batch-size must be at least 1 (got {batch_size})")
+    if source.location == target.location:
+        raise ValidationFailure(f"source and target are the same place ({source.location}); give the copy as TARGET")
+    src_cm, dst_cm = _sessions(source, target, "be read as a stream", "be read as a stream")
+    async with src_cm as src, dst_cm as dst:
+        stores, missing_in_source, missing_in_target = await stores_of_both(src, dst)
+        result = await verify_stores(src, dst, stores, batch_size=batch_size, on_store=on_store,
+                                     missing_in_source=missing_in_source, missing_in_target=missing_in_target)
+    return {**result, "missing_in_source": sorted(missing_in_source), "missing_in_target": sorted(missing_in_target)}
 
 
 async def _reload_for_resume(job_id: str, src: BackendSession, dst: BackendSession, plan: MigrationPlan) -> MigrationJob:
@@ -545,14 +654,8 @@ async def _run(
         await _save_quietly(dst, job)
         raise
     if job.verification is not None and not job.verification.get("ok"):
-        failed = job.verification.get("failed_stores", [])
-        details = []
-        for name in failed:
-            ex = job.verification["stores"][name].get("examples") or []
-            details.append(f"{name}" + (f" (e.g. {', '.join(ex[:3])})" if ex else ""))
         err = VerificationFailed(
-            f"verification failed: {len(failed)} store(s) differ between source and target: {'; '.join(details)}. "
-            f"See 'hybridrag-backends jobs show {job.job_id}'"
+            f"{verification_summary(job.verification)}. See 'hybridrag-backends jobs show {job.job_id}'"
         )
         _fail(job, err)
         await _save_quietly(dst, job)
@@ -567,6 +670,21 @@ async def _run(
     jobstore.save(job)
     await _save_quietly(dst, job)
     return MigrationResult(plan, job)
+
+
+def verification_summary(verification: Dict[str, Any]) -> str:
+    """One line: which stores differ, with example keys (or why the target could not be read)."""
+    failed = verification.get("failed_stores", [])
+    details = []
+    for name in failed:
+        store = verification["stores"][name]
+        if store.get("error"):
+            details.append(f"{name} ({store['error']})")
+            continue
+        counts = f"source {store['source_count']}, target {store['target_count']} records"
+        ex = store.get("examples") or []
+        details.append(f"{name} ({counts}" + (f"; e.g. {', '.join(ex[:3])}" if ex else "") + ")")
+    return f"verification failed: {len(failed)} store(s) differ between source and target: {'; '.join(details)}"
 
 
 async def _save_quietly(dst: BackendSession, job: MigrationJob) -> None:

@@ -20,6 +20,7 @@ from filelock import FileLock, Timeout
 
 from ..durable import write_atomic
 from ..errors import MigrationError, NotFoundError
+from ..jsonvalues import escape_key
 from ..provider import RejectedRecord
 from ..registry import hybridrag_home
 from .job import MigrationJob
@@ -99,7 +100,9 @@ def append_rejects(job_id: str, rejected: Iterable[RejectedRecord]) -> int:
     path = _ready_dir(job_id) / REJECTS_FILE
     with open(path, "ab") as fh:
         for r in rejected:
-            line = {"store": r.store, "key": r.key, "reason": r.reason, "location": r.location, "side": r.side}
+            # a lone surrogate in a key is written as its \udXXX escape: the file stays UTF-8 JSON
+            line = {"store": r.store, "key": escape_key(r.key), "reason": escape_key(r.reason),
+                    "location": escape_key(r.location), "side": r.side}
             fh.write(orjson.dumps(line) + b"\n")
         fh.flush()
         os.fsync(fh.fileno())

@@ -1,64 +1,122 @@
-"""Verification after a copy: per-store counts and an order-independent content digest.
+"""Verification: per-store counts and an order-independent content digest of what LightRAG reads.
 
-Both sides are re-read through ``read()`` (so the check covers what a reader of
-the target really gets). Each record's canonical form is
+Used after every migration and by ``hybridrag-backends verify SOURCE TARGET`` at any time. Both sides
+are re-read through ``read()`` (so the check covers what a reader of the target really gets). Each
+record's canonical form is
 
-    key + NUL + orjson(payload minus the target's lossy fields, sorted keys) + NUL + float32 vector bytes
+    key + NUL + JSON(payload minus the target's lossy fields, sorted keys) + NUL + float32 vector bytes
+        [+ NUL + per-record vector, for a vector store whose target keeps it]
 
 (for a target that cannot hold null, see ``NULL_VALUED_FIELDS``, minus the null-valued fields too),
-and a store's digest is the sum of ``int(sha256(canonical))`` modulo 2**256,
-which does not depend on record order. Vectors take part as float32 bytes, so
-equal digests mean vectors equal as float32. Records the source rejected are not
-in either side (they were never written) and are reported beside the counts; records
-the target refused (``refused``: their keys, per store) are left out of the source side.
+and a store's digest is the sum of ``int(sha256(canonical))`` modulo 2**256, which does not depend
+on record order.
+
+* Vectors take part as float32 bytes, so equal digests mean vectors equal as float32.
+* The per-record vector (NanoVectorDB's ``vector`` field, base64 of zlib of float16, which LightRAG
+  1.5.7's ``get_vectors_by_ids`` decodes; not a copy of the matrix row, which nano-vectordb
+  normalises) takes part as the float16 bytes LightRAG decodes from it, where the target keeps it
+  apart (``holds_record_vectors``: JSON). A source record without the field (an older file, or a
+  source that keeps one vector) is expected in the target with the field a JSON writer regenerates
+  from its float32 vector; a target record without it is a difference. Other targets (PostgreSQL,
+  MongoDB) keep one float32 vector per record, return it from ``get_vectors_by_ids`` and list
+  ``vector`` in their lossy fields: there ``Record.vector`` is what is checked.
+* JSON is orjson's, or for a payload orjson refuses (values only Python's json reads: NaN /
+  Infinity, integers beyond 64 bits, lone surrogates, see :mod:`hybridrag_backends.jsonvalues`) the
+  stdlib's, so such a value is never confused with another.
+* Records the target cannot hold (its :meth:`BackendSession.screen` rejects them, asked on the
+  source's records, so this needs no job) and records the source reader rejects are not expected in
+  the target; they are counted as ``rejected`` beside the counts. ``refused`` (store -> keys a job's
+  target refused) leaves more keys out.
+* A store present on one side only is compared with an empty store. A target store that cannot be
+  read back is a failed store (``error`` says why), not a source error.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
+import zlib
 from dataclasses import dataclass, field
-from typing import AbstractSet, Callable, Dict, List, Optional
+from typing import AbstractSet, Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import orjson
 
-from ..provider import NULL_VALUED_FIELDS, BackendSession, Record, StoreInfo
+from ..errors import ConnectionFailure, HybridRAGBackendsError, MigrationInterrupted, SourceError, TargetError
+from ..jsonvalues import escape_key
+from ..provider import NULL_VALUED_FIELDS, BackendSession, Record, StoreInfo, StoreKind
+from ..secrets import redact
 
 MOD = 2**256
 EXAMPLE_LIMIT = 5
 # Finding example keys keeps one hash per source key in memory; beyond this, only counts are reported.
 EXAMPLE_SCAN_MAX = 500_000
+PER_RECORD_VECTOR = "vector"  # NanoVectorDB's per-record field (see the module docstring)
+_MISSING = object()
 
 
-def canonical(record: Record, lossy: Dict[str, str]) -> bytes:
+def _dumps(payload: Any) -> bytes:
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):  # values only Python's json holds (NaN, 2**70, "\ud800")
+        text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=repr)
+        return b"json:" + text.encode("utf-8", "surrogatepass")
+
+
+def _record_vector(packed: Any, vector: Optional[np.ndarray], expected: bool) -> bytes:
+    """The per-record vector as LightRAG decodes it; ``expected`` (source side): a record without
+    one is compared as the field a JSON writer regenerates from its float32 vector."""
+    if packed is _MISSING or packed is None:
+        if expected and vector is not None:
+            return b"f16:" + np.asarray(vector, dtype=np.float32).astype(np.float16).tobytes()
+        return b"absent"
+    if isinstance(packed, str):
+        try:
+            return b"f16:" + zlib.decompress(base64.b64decode(packed, validate=True))
+        except (ValueError, binascii.Error, zlib.error):
+            return b"undecodable:" + packed.encode("utf-8", "surrogatepass")
+    return b"other:" + _dumps(packed)
+
+
+def canonical(record: Record, lossy: Dict[str, str], *, record_vector: Optional[str] = None) -> bytes:
+    """``record_vector``: None (not compared), "source" or "target" (see the module docstring)."""
     payload = record.payload
+    packed: Any = _MISSING
+    if record_vector is not None:
+        packed = payload.get(PER_RECORD_VECTOR, _MISSING)
+        payload = {k: v for k, v in payload.items() if k != PER_RECORD_VECTOR}
     if lossy:
         drop_nulls = NULL_VALUED_FIELDS in lossy
         payload = {k: v for k, v in payload.items() if k not in lossy and not (drop_nulls and v is None)}
-    parts = [record.key.encode("utf-8"), b"\0", orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), b"\0"]
+    parts = [record.key.encode("utf-8", "surrogatepass"), b"\0", _dumps(payload), b"\0"]
     if record.vector is not None:
         parts.append(np.asarray(record.vector, dtype=np.float32).tobytes())
+    if record_vector is not None:
+        parts += [b"\0", _record_vector(packed, record.vector, record_vector == "source")]
     return b"".join(parts)
 
 
-def record_hash(record: Record, lossy: Dict[str, str]) -> int:
-    return int.from_bytes(hashlib.sha256(canonical(record, lossy)).digest(), "big")
+def record_hash(record: Record, lossy: Dict[str, str], *, record_vector: Optional[str] = None) -> int:
+    return int.from_bytes(hashlib.sha256(canonical(record, lossy, record_vector=record_vector)).digest(), "big")
 
 
 @dataclass
 class StoreVerification:
     store: str
-    source_count: int = 0  # good records read from the source
+    source_count: int = 0  # good records read from the source (those the target refuses left out)
     target_count: int = 0
-    rejected: int = 0  # rejected while copying (not expected in the target)
+    rejected: int = 0  # rejected by the source reader or refused by the target (not expected in the target)
     source_digest: str = ""
     target_digest: str = ""
     lossy_fields: List[str] = field(default_factory=list)
     examples: List[str] = field(default_factory=list)  # keys that differ (a few)
+    error: Optional[str] = None  # the target's store could not be read back
 
     @property
     def ok(self) -> bool:
-        return self.source_count == self.target_count and self.source_digest == self.target_digest
+        return self.error is None and self.source_count == self.target_count and self.source_digest == self.target_digest
 
     def to_dict(self) -> dict:
         return {
@@ -71,50 +129,76 @@ class StoreVerification:
             "target_digest": self.target_digest,
             "lossy_fields": self.lossy_fields,
             "examples": self.examples,
+            "error": self.error,
         }
 
 
-async def _digest(session: BackendSession, store: StoreInfo, lossy: Dict[str, str], batch_size: int,
-                  skip: AbstractSet[str] = frozenset()) -> tuple:
+class _Side:
+    """How one side is read for one store: present or not, which records count, how they hash."""
+
+    def __init__(self, session: BackendSession, store: StoreInfo, lossy: Dict[str, str], *, present: bool,
+                 screener: Optional[BackendSession], record_vector: Optional[str],
+                 skip: AbstractSet[str] = frozenset()) -> None:
+        self.session, self.store, self.lossy, self.present = session, store, lossy, present
+        self.screener = screener  # the target, asked which source records it cannot hold
+        self.record_vector = record_vector
+        self.skip = skip  # keys known to be refused by the target (from a job's rejects)
+        self.rejected = 0
+
+    async def records(self, batch_size: int):
+        if not self.present:
+            return
+        async for batch in self.session.read(self.store, None, batch_size):
+            records = batch.records
+            self.rejected += len(batch.rejected)
+            if self.screener is not None and records:
+                records, refused = self.screener.screen(self.store, records)
+                self.rejected += len(refused)
+            for record in records:
+                if record.key in self.skip:
+                    self.rejected += 1
+                    continue
+                yield record
+
+    def hash(self, record: Record) -> int:
+        return record_hash(record, self.lossy, record_vector=self.record_vector)
+
+
+async def _digest(side: _Side, batch_size: int) -> Tuple[int, str]:
     total = 0
     count = 0
-    async for batch in session.read(store, None, batch_size):
-        for record in batch.records:
-            if record.key in skip:
-                continue
-            total = (total + record_hash(record, lossy)) % MOD
-            count += 1
+    async for record in side.records(batch_size):
+        total = (total + side.hash(record)) % MOD
+        count += 1
     return count, f"{total:064x}"
 
 
-async def _examples(
-    source: BackendSession, target: BackendSession, store: StoreInfo, lossy: Dict[str, str], batch_size: int,
-    skip: AbstractSet[str] = frozenset(),
-) -> List[str]:
+async def _examples(source: _Side, target: _Side, batch_size: int) -> List[str]:
     """A few keys missing, extra or different; costs one more pass over each side."""
     expected: Dict[str, int] = {}
-    async for batch in source.read(store, None, batch_size):
-        for record in batch.records:
-            if record.key in skip:
-                continue
-            expected[record.key] = record_hash(record, lossy)
-            if len(expected) > EXAMPLE_SCAN_MAX:
-                return []
+    async for record in source.records(batch_size):
+        expected[record.key] = source.hash(record)
+        if len(expected) > EXAMPLE_SCAN_MAX:
+            return []
     examples: List[str] = []
-    async for batch in target.read(store, None, batch_size):
-        for record in batch.records:
-            want = expected.pop(record.key, None)
-            if want is None:
-                examples.append(f"{record.key} (extra in target)")
-            elif want != record_hash(record, lossy):
-                examples.append(f"{record.key} (content differs)")
-            if len(examples) >= EXAMPLE_LIMIT:
-                return examples
+    async for record in target.records(batch_size):
+        want = expected.pop(record.key, None)
+        if want is None:
+            examples.append(f"{escape_key(record.key)} (extra in target)")
+        elif want != target.hash(record):
+            examples.append(f"{escape_key(record.key)} (content differs)")
+        if len(examples) >= EXAMPLE_LIMIT:
+            return examples
     for key in expected:
-        examples.append(f"{key} (missing in target)")
+        examples.append(f"{escape_key(key)} (missing in target)")
         if len(examples) >= EXAMPLE_LIMIT:
             break
     return examples
+
+
+def _what(exc: BaseException) -> str:
+    """The "what is wrong" half of an ``error: <what>; <what to do>`` message."""
+    return redact(str(exc)).split("; ", 1)[0]
 
 
 async def verify_store(
@@ -122,17 +206,46 @@ async def verify_store(
     target: BackendSession,
     store: StoreInfo,
     *,
-    rejected: int = 0,
     batch_size: int = 1000,
+    in_source: bool = True,
+    in_target: bool = True,
     refused: AbstractSet[str] = frozenset(),
+    rejected: Optional[int] = None,
 ) -> StoreVerification:
-    """``refused``: keys of this store the target refused (not expected there)."""
-    lossy = target.lossy_fields(store)
-    result = StoreVerification(store=store.name, rejected=rejected, lossy_fields=sorted(lossy))
-    result.source_count, result.source_digest = await _digest(source, store, lossy, batch_size, refused)
-    result.target_count, result.target_digest = await _digest(target, store, lossy, batch_size)
-    if not result.ok:
-        result.examples = await _examples(source, target, store, lossy, batch_size, refused)
+    """``refused``: keys of this store a job's target refused (left out of the source side besides what
+    ``screen`` says); ``rejected``: the job's count of records not expected in the target (else the
+    count this pass finds)."""
+    lossy = dict(target.lossy_fields(store))
+    keeps_record_vector = store.kind is StoreKind.VECTOR and target.holds_record_vectors(store) and PER_RECORD_VECTOR not in lossy
+    if store.kind is StoreKind.VECTOR and not keeps_record_vector:
+        lossy.setdefault(PER_RECORD_VECTOR, "the target does not keep NanoVectorDB's per-record vector apart")
+    src = _Side(source, store, lossy, present=in_source, screener=target,
+                record_vector="source" if keeps_record_vector else None, skip=refused)
+    dst = _Side(target, store, lossy, present=in_target, screener=None,
+                record_vector="target" if keeps_record_vector else None)
+    result = StoreVerification(store=store.name, lossy_fields=sorted(lossy))
+    try:
+        result.source_count, result.source_digest = await _digest(src, batch_size)
+    except HybridRAGBackendsError:
+        raise
+    except Exception as exc:
+        raise SourceError(f"verification could not read store {store.name} of the source: {type(exc).__name__}: {redact(exc)}") from exc
+    result.rejected = src.rejected if rejected is None else rejected
+    try:
+        result.target_count, result.target_digest = await _digest(dst, batch_size)
+        if not result.ok:
+            result.examples = await _examples(
+                _Side(source, store, lossy, present=in_source, screener=target, record_vector=src.record_vector,
+                      skip=refused), dst, batch_size)
+    except (ConnectionFailure, MigrationInterrupted) as exc:
+        raise TargetError(
+            f"the target cannot be read back to verify store {store.name} ({_what(exc)}); check the server, then "
+            f"re-check with 'hybridrag-backends verify SOURCE TARGET'"
+        ) from exc
+    except HybridRAGBackendsError as exc:
+        result.error = f"the target's copy of {store.name} cannot be read back: {_what(exc)}"
+    except Exception as exc:
+        raise TargetError(f"verification could not read store {store.name} of the target: {type(exc).__name__}: {redact(exc)}") from exc
     return result
 
 
@@ -141,19 +254,25 @@ async def verify(
     target: BackendSession,
     stores: List[StoreInfo],
     *,
-    rejected: Optional[Dict[str, int]] = None,
     batch_size: int = 1000,
     on_store: Optional[Callable[[StoreVerification], None]] = None,
+    missing_in_source: AbstractSet[str] = frozenset(),
+    missing_in_target: AbstractSet[str] = frozenset(),
     refused: Optional[Dict[str, AbstractSet[str]]] = None,
+    rejected: Optional[Dict[str, int]] = None,
 ) -> Dict[str, object]:
-    """Verify every store; returns the ``job.verification`` mapping. ``refused``: store -> keys the
-    target refused while copying."""
-    rejected = rejected or {}
+    """Verify every store; returns the ``job.verification`` mapping. A store named in
+    ``missing_in_source`` / ``missing_in_target`` is not read on that side (compared as empty);
+    ``refused`` / ``rejected``: per store, as :func:`verify_store` takes them (from a job)."""
     refused = refused or {}
+    rejected = rejected or {}
     results = []
     for store in stores:
-        result = await verify_store(source, target, store, rejected=rejected.get(store.name, 0), batch_size=batch_size,
-                                    refused=refused.get(store.name, frozenset()))
+        result = await verify_store(
+            source, target, store, batch_size=batch_size,
+            in_source=store.name not in missing_in_source, in_target=store.name not in missing_in_target,
+            refused=refused.get(store.name, frozenset()), rejected=rejected.get(store.name),
+        )
         results.append(result)
         if on_store is not None:
             on_store(result)
@@ -162,3 +281,23 @@ async def verify(
         "stores": {r.store: r.to_dict() for r in results},
         "failed_stores": [r.store for r in results if not r.ok],
     }
+
+
+async def stores_of_both(source: BackendSession, target: BackendSession) -> Tuple[List[StoreInfo], Set[str], Set[str]]:
+    """Every store of either side (the source's description where both have it), sorted, with the
+    names missing in the source and in the target."""
+    try:
+        theirs = {s.name: s for s in await source.list_stores()}
+    except HybridRAGBackendsError:
+        raise
+    except Exception as exc:
+        raise SourceError(f"cannot list the stores of the source: {type(exc).__name__}: {redact(exc)}") from exc
+    try:
+        ours = {s.name: s for s in await target.list_stores()}
+    except HybridRAGBackendsError as exc:
+        raise TargetError(f"cannot list the stores of the target: {_what(exc)}") from exc
+    except Exception as exc:
+        raise TargetError(f"cannot list the stores of the target: {type(exc).__name__}: {redact(exc)}") from exc
+    merged = {**ours, **theirs}
+    stores = sorted(merged.values(), key=StoreInfo.sort_key)
+    return stores, set(merged) - set(theirs), set(merged) - set(ours)

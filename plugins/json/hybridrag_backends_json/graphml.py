@@ -150,6 +150,12 @@ def _parse(path: Path, kind: Optional[str], skip: Optional[Tuple[int, int]] = No
         try:
             parser.Parse(data, not data)
         except expat.ExpatError as exc:
+            if parser.CurrentByteIndex < 0 or not path.stat().st_size:  # nothing parsed at all
+                raise SourceError(
+                    f"{path}: the file is empty ({path.stat().st_size} bytes), not a GraphML graph, and LightRAG "
+                    f"cannot load it either; delete it (LightRAG then starts with an empty graph) or restore it "
+                    f"from a backup"
+                ) from None
             at = parser.CurrentByteIndex + (gap if skip and parser.CurrentByteIndex >= skip[0] else 0)
             raise SourceError(
                 f"{path}: invalid GraphML near byte {at} ({'' if skip else f'line {exc.lineno}, column {exc.offset}: '}"
@@ -203,6 +209,21 @@ def _checked(text: str, what: str) -> str:
     if bad:
         raise ValueError(f"{what} holds the character {bad.group()!r}, which GraphML (XML 1.0) cannot store")
     return text
+
+
+def unwritable(node_id: Optional[str], payload: Dict[str, Any]) -> Optional[str]:
+    """Why a node (``node_id``) or an edge (``node_id`` None, endpoints in the payload) cannot be
+    written to GraphML, or None."""
+    texts = [("the node id", node_id)] if node_id is not None else []
+    for name, value in payload.items():
+        texts.append((f"the attribute name {name!r}", name))
+        if value is not None:
+            texts.append((f"attribute {name!r}", _text(value)))
+    for what, text in texts:
+        bad = _NOT_XML.search(str(text))
+        if bad:
+            return f"{what} holds the character {bad.group()!r}, which GraphML (XML 1.0) cannot store"
+    return None
 
 
 def xml_type(value: Any) -> str:

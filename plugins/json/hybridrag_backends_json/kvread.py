@@ -33,9 +33,21 @@ cache entries with ``embedding``,      kept unchanged (1.5.7 loads and ignores t
 doc_status with embedded ``content``   kept in the payload; a target that cannot hold it reports it
                                        through ``lossy_fields``
 a record that is not a JSON object     RejectedRecord naming file, key and byte offset
+a key written twice (or more)          the last value only, as ``json.load`` reads it; the earlier
+                                       entries are not records (counted in ``notes`` as
+                                       ``duplicate_keys_superseded`` and in the migration plan)
+``NaN``, ``Infinity``, integers        read as ``json.load`` reads them, through the exact path
+beyond 64 bits, lone surrogates        (``exact.py``); NaN / Infinity as ``exact.NonFinite``; a key or
+(``"\\ud800"``)                        value is never rewritten
 a file that is not a JSON object       SourceError (never read as zero records)
 truncated or malformed file            SourceError naming file and byte offset, after the good records
 =====================================  ==================================================================
+
+Fast path and exact path: records are parsed by ijson's C backend unless the file's structure scan
+(``kvscan``) found ``\\udXXX`` escapes, which that backend silently rewrites. When the C backend stops
+on something Python's json accepts (NaN, a huge integer...), the file is read again from its start by
+the exact path, which skips the records already yielded; a file that the exact path cannot read either
+is a SourceError with the true byte offset.
 """
 
 from __future__ import annotations
@@ -49,14 +61,11 @@ from ijson.common import ObjectBuilder
 
 from hybridrag_backends.errors import SourceError
 
+from .exact import ExactError, ExactWalker
+from .kvscan import READ_SIZE, KVScan, _ijson, cached_scan
 from .scan import RegionReader, bom_len
 
-try:  # the C backend is ~10x faster; fall back to whatever ijson picked
-    from ijson.backends import yajl2_c as _ijson
-except ImportError:  # pragma: no cover - depends on the wheel
-    _ijson = ijson
-
-READ_SIZE = 256 * 1024  # ijson read size: small enough that "near byte N" is precise
+FAST_PATH_ERRORS = (ijson.JSONError, UnicodeDecodeError)
 CACHE_EMBEDDING_FIELDS = ("embedding", "embedding_shape", "embedding_min", "embedding_max")
 
 
@@ -64,6 +73,7 @@ CACHE_EMBEDDING_FIELDS = ("embedding", "embedding_shape", "embedding_min", "embe
 class Rejected:
     reason: str
     offset: int
+    exact: bool = False  # ``offset`` is the record's own byte offset (else: how far parsing had got)
 
 
 @dataclass
@@ -74,6 +84,8 @@ class KVNotes:
     legacy_unkeyed_cache: int = 0
     cache_embedding_fields: int = 0
     dropped_id_fields: int = 0
+    duplicate_keys_superseded: int = 0
+    exact_path: bool = False
     bom: bool = False
     extra: Dict[str, int] = field(default_factory=dict)
 
@@ -81,29 +93,16 @@ class KVNotes:
         return {k: v for k, v in self.__dict__.items() if v}
 
 
-Item = Tuple[int, str, Union[Dict[str, Any], Rejected]]
+Item = Tuple[int, str, Union[Dict[str, Any], Rejected], Optional[int]]  # (index, key, value, exact byte offset)
 
 
-def json_source_error(path: Path, exc: Exception, reader: RegionReader, after: str, fix: str) -> SourceError:
-    """A one-line SourceError for an ijson failure: file, exact byte offset, the last good record, the fix.
-
-    ijson reports no position, so the region is parsed again (events only) with one-byte reads
-    from a buffer before where the first parse stopped: the read that fails holds the bad byte.
-    """
-    msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
-    size = path.stat().st_size
-    if "premature EOF" in msg:  # a small file is consumed whole by one read: that alone says nothing
-        where = f"at byte {size} (end of file)"
-    else:
-        where = f"near byte {reader.consumed}"
-        with open(path, "rb") as f:
-            again = RegionReader(f, reader.start, reader.end, reader.suffix, slow_from=max(reader.start, reader.consumed - 2 * READ_SIZE))
-            try:
-                for _ in _ijson.basic_parse(again, buf_size=READ_SIZE):
-                    pass
-            except ijson.JSONError:
-                where = f"at byte {again.consumed - 1}"
-    return SourceError(f"{path}: invalid JSON {where}, {after}: {msg}; the file is truncated or corrupt - {fix} and retry")
+def exact_source_error(path: Path, exc: ExactError, after: str, fix: str) -> SourceError:
+    """A one-line SourceError for JSON not even Python's json reads: file, true byte offset, the last
+    good record, the fix."""
+    end = " (end of file)" if exc.offset >= path.stat().st_size else ""
+    return SourceError(
+        f"{path}: invalid JSON at byte {exc.offset}{end}, {after}: {exc}; the file is truncated or corrupt - {fix} and retry"
+    )
 
 
 def is_cache_namespace(namespace: str) -> bool:
@@ -117,6 +116,8 @@ def _is_flat_cache_key(key: str) -> bool:
 
 class KVFile:
     """One ``kv_store_<namespace>.json`` file."""
+
+    FIX = "restore it from a backup (or re-run LightRAG's indexing)"
 
     def __init__(self, path: Path, namespace: str) -> None:
         self.path = path
@@ -154,8 +155,23 @@ class KVFile:
             )
         return "object"
 
-    def _error(self, exc: Exception, reader: RegionReader, after: str) -> SourceError:
-        return json_source_error(self.path, exc, reader, after, "restore it from a backup (or re-run LightRAG's indexing)")
+    def scan(self, complete: bool = True) -> KVScan:
+        """Entries, duplicate keys, non-object records (see kvscan). ``complete``: SourceError (with the
+        true byte offset) for a file not even Python's json reads; else the structure up to the damage,
+        which the reader still copies before it stops there."""
+        if self.shape() == "empty":
+            return KVScan(method="empty file (LightRAG reads it as no records)")
+        scan = cached_scan(self.path)
+        if complete and scan.error is not None:
+            after = f"after {scan.entries} records"
+            raise exact_source_error(self.path, scan.error, after, self.FIX)
+        return scan
+
+    def record_count(self) -> int:
+        """Records as the reader yields them: LightRAG's count (last of duplicated keys), after an old
+        nested cache is flattened."""
+        flat = self.flattened_count()
+        return flat if flat is not None else self.scan().records
 
     def legacy_modes(self) -> Set[int]:
         """Indexes of top-level entries to flatten (empty unless this is an old nested cache)."""
@@ -166,8 +182,13 @@ class KVFile:
         return self._legacy
 
     def _scan_cache(self) -> None:
-        """One streaming pass over events (no objects built) deciding, like LightRAG, which
-        top-level values are mode dicts of cache entries, and counting the flattened records."""
+        """Decide, like LightRAG, which top-level values are mode dicts of cache entries, and count the
+        flattened records (superseded duplicates left out). One streaming pass over ijson events, no
+        objects built; the exact path when ijson cannot read the file."""
+        superseded = self.scan(complete=False).superseded
+        if self.scan(complete=False).escapes:
+            self._scan_cache_exact(superseded)
+            return
         f, reader = self._open()
         legacy: Set[int] = set()
         total = 0
@@ -208,7 +229,7 @@ class KVFile:
                         depth -= 1
                         if depth == 2 and candidate and not entry_has_return:
                             candidate = False
-                        if depth == 1:
+                        if depth == 1 and index not in superseded:
                             if candidate and inner:
                                 legacy.add(index)
                                 total += inner
@@ -217,11 +238,35 @@ class KVFile:
                         continue
                     # a scalar
                     if depth == 1:
-                        total += 1  # scalar top-level value: not a mode dict (rejected later)
+                        if index not in superseded:
+                            total += 1  # scalar top-level value: not a mode dict (rejected later)
                     elif depth == 2 and candidate:
                         candidate = False  # a scalar inside: not a mode dict
-            except ijson.JSONError as exc:
-                raise self._error(exc, reader, f"after top-level entry #{index}") from None
+            except FAST_PATH_ERRORS:
+                self._scan_cache_exact(superseded)
+                return
+        self._legacy = legacy
+        self._flat_count = total
+
+    def _scan_cache_exact(self, superseded: Set[int]) -> None:
+        legacy: Set[int] = set()
+        total = 0
+        try:
+            with ExactWalker(self.path, bom_len(self.path)) as walker:
+                for index, (key, _) in enumerate(walker.members()):
+                    value = walker.value()
+                    if index == 0 and _is_flat_cache_key(key):
+                        self._legacy, self._flat_count = set(), None
+                        return
+                    if index in superseded:
+                        continue
+                    if _is_mode_dict(value):
+                        legacy.add(index)
+                        total += len(value)
+                    else:
+                        total += 1
+        except ExactError as exc:
+            raise exact_source_error(self.path, exc, "scanning the LLM cache layout", self.FIX) from None
         self._legacy = legacy
         self._flat_count = total
 
@@ -233,59 +278,95 @@ class KVFile:
     # -- records ---------------------------------------------------------------
 
     def items(self, after: Optional[int] = None) -> Iterator[Item]:
-        """(index, key, payload or Rejected), in file order, skipping indexes <= ``after``."""
+        """(index, key, payload or Rejected, byte offset or None), in file order, skipping indexes <=
+        ``after``; the offset is the record's own (exact path) or None (fast path: ijson gives none)."""
         self.notes = KVNotes()
         if self.shape() == "empty":
             self.notes.extra["empty_file"] = 1
             return
+        scan = self.scan(complete=False)  # a damaged file is copied up to the damage, then stops there
         legacy = self.legacy_modes()
-        f, reader = self._open()
-        index = -1
+        self.notes.duplicate_keys_superseded = len(scan.superseded)
+        done = -1 if after is None else after  # the last index already handed out (or skipped)
+        if not scan.escapes:
+            f, reader = self._open()
+            with f:
+                try:
+                    for index, (key, value, flat, top) in enumerate(self._fast_entries(reader, legacy, scan)):
+                        if index <= done:
+                            continue
+                        done = index
+                        # a non-object record's own offset is known from the scan
+                        known = None if flat or isinstance(value, dict) else scan.not_objects.get(top, (0, None))[1]
+                        offset = reader.consumed if known is None else known
+                        yield index, key, self._normalise(key, value, offset, flat, known), None
+                    return
+                except FAST_PATH_ERRORS:
+                    pass  # read on, exactly, from the record it stopped in
+        self.notes.exact_path = True
         last_key = None
-        with f:
-            try:
-                if legacy:
-                    source = self._flattened(reader)
-                else:
-                    source = ((k, v, reader.consumed) for k, v in _ijson.kvitems(reader, "", use_float=True, buf_size=READ_SIZE))
-                for key, value, offset in source:
-                    index += 1
-                    last_key = key
-                    if after is not None and index <= after:
-                        continue
-                    yield index, key, self._normalise(key, value, offset)
-            except ijson.JSONError as exc:
-                after_txt = f"after key {last_key!r} (record #{index})" if last_key is not None else "before the first record"
-                raise self._error(exc, reader, after_txt) from None
+        index = -1
+        try:
+            for index, (key, value, flat, offset) in enumerate(self._exact_entries(legacy, scan)):
+                last_key = key
+                if index <= done:
+                    continue
+                yield index, key, self._normalise(key, value, offset, flat, offset), offset
+        except ExactError as exc:
+            after_txt = f"after key {last_key!r} (record #{index})" if last_key is not None else "before the first record"
+            raise exact_source_error(self.path, exc, after_txt, self.FIX) from None
 
-    def _flattened(self, reader: RegionReader) -> Iterator[Tuple[str, Any, int]]:
-        """Entries of a nested cache file, mode dicts flattened (built one entry at a time)."""
-        legacy = self._legacy or set()
+    def _fast_entries(self, reader: RegionReader, legacy: Set[int], scan: KVScan) -> Iterator[Tuple[str, Any, bool, int]]:
+        """(key, value, flattened?, top-level index) through ijson's C backend, superseded duplicates
+        left out."""
+        if not legacy:
+            skip = scan.superseded
+            for top, (key, value) in enumerate(_ijson.kvitems(reader, "", use_float=True, buf_size=READ_SIZE)):
+                if top not in skip:
+                    yield key, value, False, top
+            return
         events = _ijson.basic_parse(reader, use_float=True, buf_size=READ_SIZE)
         event, _ = next(events)
         if event != "start_map":
             raise ijson.JSONError("the file is not a JSON object")
-        index = -1
+        top = -1
         for event, value in events:
             if event == "end_map":
                 return
             key = value  # map_key at depth 1
-            index += 1
-            if index in legacy:
+            top += 1
+            if top in scan.superseded:
+                _build(events)
+                continue
+            if top in legacy:
                 next(events)  # start_map of the mode dict
                 for ev, cache_hash in events:
                     if ev == "end_map":
                         break
                     entry = _build(events)
-                    cache_type = entry.get("cache_type", "extract")
-                    self.notes.flattened_cache_entries += 1
-                    yield f"{key}:{cache_type}:{cache_hash}", entry, reader.consumed
+                    yield f"{key}:{entry.get('cache_type', 'extract')}:{cache_hash}", entry, True, top
             else:
-                yield key, _build(events), reader.consumed
+                yield key, _build(events), False, top
 
-    def _normalise(self, key: str, value: Any, offset: int) -> Union[Dict[str, Any], Rejected]:
+    def _exact_entries(self, legacy: Set[int], scan: KVScan) -> Iterator[Tuple[str, Any, bool, int]]:
+        """(key, value, flattened?, byte offset of the key) through Python's json, as json.load reads."""
+        with ExactWalker(self.path, bom_len(self.path)) as walker:
+            for top, (key, offset) in enumerate(walker.members()):
+                value = walker.value()
+                if top in scan.superseded:
+                    continue
+                if top in legacy:
+                    for cache_hash, entry in value.items():
+                        yield f"{key}:{entry.get('cache_type', 'extract')}:{cache_hash}", entry, True, offset
+                else:
+                    yield key, value, False, offset
+            walker.end()
+
+    def _normalise(self, key: str, value: Any, offset: int, flat: bool, exact: Optional[int]) -> Union[Dict[str, Any], Rejected]:
+        if flat:
+            self.notes.flattened_cache_entries += 1
         if not isinstance(value, dict):
-            return Rejected(f"record is not a JSON object (found {type(value).__name__})", offset)
+            return Rejected(f"record is not a JSON object (found {type(value).__name__})", offset, exact is not None)
         if "_id" in value:
             del value["_id"]
             self.notes.dropped_id_fields += 1
@@ -295,6 +376,15 @@ class KVFile:
             if not _is_flat_cache_key(key) and set(value) <= {"return", "model"} and "return" in value:
                 self.notes.legacy_unkeyed_cache += 1
         return value
+
+
+def _is_mode_dict(value: Any) -> bool:
+    """LightRAG 1.5.7's test for an old cache's ``{mode: {hash: entry}}`` value."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(v, dict) and "return" in v for v in value.values())
+    )
 
 
 def _build(events: Iterator[Tuple[str, Any]]) -> Any:

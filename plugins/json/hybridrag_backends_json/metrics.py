@@ -6,11 +6,10 @@ the file shows that shape; anything else is counted by streaming with ijson
 or iterparse (correct for any valid file, slower). ``FileCount.method`` says
 which one counted each file.
 
-* KV files are ``json.dump(indent=2)``: a raw newline can only be JSON
-  whitespace, and only top-level keys sit after a newline plus exactly two
-  spaces, so a file starting with ``{\\n  "`` and ending with ``}`` has as many
-  records as ``\\n  "`` occurrences. An old LLM cache nested by mode is
-  counted after flattening (what the reader yields), by a streaming pass.
+* KV files: the structure scan of ``kvscan`` (for a ``json.dump(indent=2)`` file,
+  one regex pass over the top-level key lines), which also finds keys written
+  twice: the count is LightRAG's (distinct keys). An old LLM cache nested by
+  mode is counted after flattening (what the reader yields), by a streaming pass.
 * NanoVectorDB files: records = occurrences of the key ``"__id__":`` before
   the ``"matrix"`` key (an unescaped quote cannot occur inside a JSON string;
   escaped ones are subtracted), cross-checked with the matrix row count
@@ -22,19 +21,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
-
-import ijson
+from typing import Any, Iterator, List, Optional, Tuple
 
 from hybridrag_backends.errors import HybridRAGBackendsError
+from hybridrag_backends.jsonvalues import json_only_problem
 
 from . import graphml
-from .kvread import READ_SIZE, KVFile, _ijson, _is_flat_cache_key, is_cache_namespace
+from .exact import ExactError, ExactWalker
+from .kvread import KVFile
+from .kvscan import region_flags
 from .layout import parse_file_name
 from .nanovdb import VDBFile
-from .scan import RegionReader, bom_len, count_patterns, head, tail_bytes
-
-KV_HEAD = b'{\n  "'
+from .scan import bom_len, count_patterns, head, tail_bytes
 
 
 @dataclass
@@ -44,6 +42,7 @@ class FileCount:
     method: str = ""
     warning: Optional[str] = None
     embedding_dim: Optional[int] = None
+    superseded: int = 0  # KV entries hidden by a later entry with the same key
 
 
 def try_count(path: Path, namespace: str) -> Tuple[Optional[FileCount], Optional[str]]:
@@ -70,53 +69,21 @@ def count_file(path: Path, namespace: Optional[str] = None) -> FileCount:
 
 
 def count_kv(path: Path, namespace: str) -> FileCount:
-    start = bom_len(path)
-    first = head(path, 64 * 1024)[start:]
-    fast = first.startswith(KV_HEAD) and tail_bytes(path, 16).rstrip().endswith(b"}")
-    if fast and is_cache_namespace(namespace):
-        first_key = _first_key(first)
-        if first_key is None or not _is_flat_cache_key(first_key):
-            kv = KVFile(path, namespace)  # old cache layout: count what the reader yields
-            flat = kv.flattened_count()
-            if flat is not None:
-                return FileCount(flat, method="streamed (old nested LLM cache, counted after flattening)")
-    if fast:
-        n = count_patterns(path, [b'\n  "'], start)[b'\n  "']
-        return FileCount(n, method="fast: top-level keys of an indent=2 file")
+    """LightRAG's record count: distinct keys (the last of a duplicated key counts once), an old
+    nested LLM cache counted after flattening (what the reader yields)."""
     kv = KVFile(path, namespace)
-    if kv.shape() == "empty":
-        return FileCount(0, method="empty file (LightRAG reads it as no records)")
+    scan = kv.scan()
     flat = kv.flattened_count()
-    if flat is not None:
-        return FileCount(flat, method="streamed (old nested LLM cache, counted after flattening)")
-    with open(path, "rb") as f:
-        reader = RegionReader(f, start, None)
-        n = 0
-        depth = 0
-        try:
-            for event, _ in _ijson.basic_parse(reader, buf_size=READ_SIZE):
-                if event in ("start_map", "start_array"):
-                    depth += 1
-                elif event in ("end_map", "end_array"):
-                    depth -= 1
-                elif event == "map_key" and depth == 1:
-                    n += 1
-        except ijson.JSONError as exc:
-            raise kv._error(exc, reader, f"after {n} records") from None
-    return FileCount(n, method="streamed (ijson)")
-
-
-def _first_key(text: bytes) -> Optional[str]:
-    """The first top-level key of an indent=2 KV file, from its first bytes."""
-    import json
-
-    end = text.find(b'": ', len(KV_HEAD) - 1)
-    if end < 0:
-        return None
-    try:
-        return json.loads(text[len(KV_HEAD) - 1 : end + 1].decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None
+    method = "streamed (old nested LLM cache, counted after flattening)" if flat is not None else scan.method
+    warning = None
+    if scan.superseded:
+        warning = (
+            f"{path.name}: {scan.duplicate_keys} key(s) written more than once; LightRAG keeps the last value of "
+            f"each, so {len(scan.superseded)} earlier entr{'y is not a record' if len(scan.superseded) == 1 else 'ies are not records'} "
+            f"(a migration copies the last value too)"
+        )
+    return FileCount(flat if flat is not None else scan.records, method=method, warning=warning,
+                     superseded=len(scan.superseded))
 
 
 def count_vdb(path: Path, namespace: str) -> FileCount:
@@ -136,6 +103,70 @@ def count_vdb(path: Path, namespace: str) -> FileCount:
         return FileCount(n, method="fast: __id__ keys before the matrix; matrix rows from its length", warning=warning, embedding_dim=dim)
     n = sum(1 for _ in vdb.items())
     return FileCount(n, method="streamed (ijson + matrix decode)", embedding_dim=dim)
+
+
+def record_problems(path: Path, namespace: Optional[str] = None, *, deep: bool = False) -> List[str]:
+    """Records of a readable file that a migration will reject, one line per kind of problem with the
+    first record's key and byte offset: values that are not records (KV), and values only JSON files
+    can store (NaN / Infinity, lone surrogates; see hybridrag_backends.jsonvalues), which PostgreSQL
+    and MongoDB targets reject. Costs a structure scan (cached) and, only where the bytes show
+    candidates, one exact parse. Raises like :func:`count_file` for an unreadable file.
+
+    Vector files are looked at only when ``deep`` (``validate``): the part before their matrix is
+    mostly the per-record vectors' base64 (700 MB of a 2 GB database), and three more passes over it
+    would double ``status``' time. Their texts are the KV stores' texts (chunks, entity and relation
+    descriptions), which ``status`` does check, and LightRAG writes their one numeric field
+    (``__created_at__``) as an integer."""
+    parsed = parse_file_name(path.name)
+    if parsed is None or parsed[0] == "graph":
+        return []
+    kind, ns = parsed
+    out: List[str] = []
+    if kind == "kv":
+        kv = KVFile(path, namespace or ns)
+        scan = kv.scan()
+        if scan.not_object_count:
+            _, (key, offset, typ) = min(scan.not_objects.items())
+            out.append(
+                f"{path.name}: {scan.not_object_count} record(s) are not JSON objects, which every migration rejects "
+                f"(first: key {key!r} at byte {offset}, a {typ}); fix or remove them"
+            )
+        candidates = scan.candidates
+        entries: Any = lambda: _kv_entries(path)  # noqa: E731
+    elif deep:
+        vdb = VDBFile(path, namespace or ns)
+        candidates = region_flags(path, vdb.bom, vdb.matrix_key_offset())[1]
+        entries = lambda: _vdb_entries(vdb)  # noqa: E731
+    else:
+        return out
+    if candidates:
+        found, first = 0, ""
+        try:
+            for key, value, offset in entries():
+                problem = json_only_problem(key, value)
+                if problem:
+                    found += 1
+                    first = first or f"key {key!r} at byte {offset}: {problem}"
+        except ExactError as exc:
+            return out + [f"{path.name}: invalid JSON at byte {exc.offset}: {exc}; restore it from a backup"]
+        if found:
+            out.append(
+                f"{path.name}: {found} record(s) hold values only JSON files can store (first: {first}); LightRAG "
+                f"reads them and a JSON target keeps them, a migration to PostgreSQL or MongoDB rejects them"
+            )
+    return out
+
+
+def _kv_entries(path: Path) -> Iterator[Tuple[str, Any, int]]:
+    with ExactWalker(path, bom_len(path)) as walker:
+        for key, offset in walker.members():
+            yield key, walker.value(), offset
+
+
+def _vdb_entries(vdb: VDBFile) -> Iterator[Tuple[str, Any, int]]:
+    for rec, offset in vdb.exact_records():
+        key = rec.get("__id__") if isinstance(rec, dict) else None
+        yield (key if isinstance(key, str) else ""), rec, offset
 
 
 def count_graph(path: Path) -> FileCount:

@@ -11,16 +11,24 @@ second handle decodes the matrix in chunks (base64 in multiples of 4
 characters) and hands out float32 rows aligned with the data entries; resuming
 at record ``r`` seeks straight to its row.
 
-Normalisations: ``__id__`` becomes the record key; the per-record ``vector``
-field (base64 of zlib of float16, lossy) is dropped from the payload, the
-float32 matrix row is the vector (a JSON writer regenerates ``vector``).
-When the matrix is shorter than ``data`` (an empty ``matrix``), the record's
-own ``vector`` is used if present (noted in ``notes``), else the record is
-rejected. A 2024 record with only ``__id__`` and a name is yielded as it is.
+Normalisations: ``__id__`` becomes the record key and the float32 matrix row
+is ``Record.vector``. The per-record ``vector`` field (base64 of zlib of
+float16: what LightRAG 1.5.7's ``get_vectors_by_ids`` decodes) stays in the
+payload exactly as written: it is not a copy of the matrix row (nano-vectordb
+normalises the rows for cosine search, the field keeps the embedding as it
+came), so it is copied and verified as it is; a JSON writer regenerates it from
+the row only for a record that has none. When the matrix is shorter than
+``data`` (an empty ``matrix``), the record's own ``vector`` is used as the row
+if present (noted in ``notes``), else the record is rejected. A 2024 record with only ``__id__`` and a name is yielded as it is.
 Keys after the matrix (nano-vectordb's ``additional_data``, unused by
 LightRAG) are not copied; ``notes`` says so. A wrong-dimension record vector
 is rejected; a matrix whose length is not whole rows, or a file cut short, is a
 SourceError naming the file and byte offset.
+
+The ``data`` entries are parsed by ijson's C backend unless the part before the
+matrix holds ``\\udXXX`` escapes (which that backend rewrites) or the backend
+stops on something Python's json accepts (NaN, huge integers): then they are
+read by the exact path (``exact.py``), as ``json.load`` reads them.
 """
 
 from __future__ import annotations
@@ -33,12 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
-import ijson
 import numpy as np
 
 from hybridrag_backends.errors import SourceError
 
-from .kvread import READ_SIZE, Rejected, _ijson, json_source_error
+from .exact import ExactError, ExactWalker
+from .kvread import FAST_PATH_ERRORS, Rejected, exact_source_error
+from .kvscan import READ_SIZE, _ijson, region_flags
 from .scan import RegionReader, bom_len, find_first, head, read_at, tail_bytes
 
 MATRIX_KEY_RE = re.compile(rb'"matrix"\s*:\s*"')
@@ -50,7 +59,8 @@ B64_READ = 4 * 1024 * 1024  # a multiple of 4
 class VDBNotes:
     vectors_from_record_field: int = 0
     matrix_extra_rows: int = 0
-    dropped_vector_fields: int = 0
+    records_without_vector_field: int = 0
+    exact_path: bool = False
     bom: bool = False
     extra: Dict[str, int] = field(default_factory=dict)
 
@@ -92,11 +102,11 @@ class VDBFile:
                 self._dim = int(m.group(1))
             else:  # embedding_dim written elsewhere: find it by streaming (never reaches the matrix)
                 with open(self.path, "rb") as f:
-                    reader = RegionReader(f, self.bom, self.matrix_key_offset(), b'"matrix": ""}' if self.matrix_key_offset() else b"")
+                    reader = RegionReader(f, self.bom, self.matrix_key_offset(), self._suffix())
                     try:
                         dims = list(_ijson.items(reader, "embedding_dim", buf_size=READ_SIZE))
-                    except ijson.JSONError as exc:
-                        raise self._error(exc, reader, "reading embedding_dim") from None
+                    except FAST_PATH_ERRORS:
+                        dims = self._exact_dim()
                 if not dims or not isinstance(dims[0], int) or dims[0] < 1:
                     raise SourceError(f"{self.path}: no valid embedding_dim; this is not a NanoVectorDB file LightRAG can open")
                 self._dim = dims[0]
@@ -139,64 +149,107 @@ class VDBFile:
         row = 4 * self.embedding_dim()
         return raw // row if raw % row == 0 else None
 
-    def _error(self, exc: Exception, reader: RegionReader, what: str) -> SourceError:
-        return json_source_error(self.path, exc, reader, what, "restore it from a backup (or rebuild the vectors with lightrag.tools.rebuild_vdb)")
+    FIX = "restore it from a backup (or rebuild the vectors with lightrag.tools.rebuild_vdb)"
+
+    def _suffix(self) -> bytes:
+        """What ends the region parsed before the matrix (the matrix itself is decoded apart)."""
+        return b'"matrix": ""}' if self.matrix_key_offset() is not None else b""
+
+    def _exact_dim(self) -> list:
+        try:
+            with ExactWalker(self.path, self.bom, self.matrix_key_offset(), self._suffix()) as walker:
+                for name, _ in walker.members():
+                    value = walker.value()
+                    if name == "embedding_dim":
+                        return [value]
+        except ExactError as exc:
+            raise exact_source_error(self.path, exc, "reading embedding_dim", self.FIX) from None
+        return []
+
+    def exact_records(self) -> Iterator[Tuple[Any, int]]:
+        """(entry of ``data``, its byte offset), as json.load reads them."""
+        with ExactWalker(self.path, self.bom, self.matrix_key_offset(), self._suffix()) as walker:
+            for name, _ in walker.members():
+                if name != "data" or walker.skip_ws() != "[":
+                    walker.value()
+                    continue
+                for offset in walker.items():
+                    yield walker.value(), offset
+            walker.end()
 
     # -- records ---------------------------------------------------------------
 
-    def items(self, after: Optional[int] = None) -> Iterator[Tuple[int, str, Union[Tuple[Dict[str, Any], np.ndarray], Rejected]]]:
-        """(index, key, (payload, float32 vector) or Rejected), in file order after index ``after``."""
+    def items(self, after: Optional[int] = None) -> Iterator[Tuple[int, str, Union[Tuple[Dict[str, Any], np.ndarray], Rejected], Optional[int]]]:
+        """(index, key, (payload, float32 vector) or Rejected, byte offset or None), in file order after
+        index ``after``; the offset is the record's own (exact path) or None (fast path)."""
         self.notes = VDBNotes(bom=bool(self.bom))
         dim = self.embedding_dim()
         key_offset = self.matrix_key_offset()
-        start = -1 if after is None else after
+        done = -1 if after is None else after  # the last index handed out (or skipped)
         rows = MatrixRows(self.path, self._matrix[1], dim) if self._matrix else None
-        if rows is not None:
-            rows.seek_row(start + 1)
-        index = -1
         last_key: Optional[str] = None
-        with open(self.path, "rb") as f:
-            suffix = b'"matrix": ""}' if key_offset is not None else b""
-            reader = RegionReader(f, self.bom, key_offset, suffix)
-            try:
-                for rec in _ijson.items(reader, "data.item", use_float=True, buf_size=READ_SIZE):
-                    index += 1
-                    if index <= start:
-                        continue
-                    row = rows.next_row() if rows is not None else None
-                    key = rec.get("__id__") if isinstance(rec, dict) else None
-                    last_key = key if isinstance(key, str) else last_key
-                    yield index, (key if isinstance(key, str) else f"#{index}"), self._record(rec, row, dim, reader.consumed)
-            except ijson.JSONError as exc:
-                after_txt = f"after vector {last_key!r} (record #{index})" if last_key else "before the first record"
-                raise self._error(exc, reader, after_txt) from None
-            finally:
+        index = -1
+        finished = False
+        try:
+            if not region_flags(self.path, self.bom, key_offset, candidates=False)[0]:  # no \udXXX escape: the fast path
                 if rows is not None:
-                    rows.close()
+                    rows.seek_row(done + 1)
+                with open(self.path, "rb") as f:
+                    reader = RegionReader(f, self.bom, key_offset, self._suffix())
+                    try:
+                        for index, rec in enumerate(_ijson.items(reader, "data.item", use_float=True, buf_size=READ_SIZE)):
+                            if index <= done:
+                                continue
+                            done = index
+                            row = rows.next_row() if rows is not None else None
+                            key = rec.get("__id__") if isinstance(rec, dict) else None
+                            last_key = key if isinstance(key, str) else last_key
+                            yield index, (key if isinstance(key, str) else f"#{index}"), self._record(rec, row, dim, reader.consumed, False), None
+                        finished = True
+                    except FAST_PATH_ERRORS:
+                        pass  # read on, exactly, from the record it stopped in
+            if not finished:
+                self.notes.exact_path = True
+                if rows is not None:
+                    rows.seek_row(done + 1)
+                try:
+                    for index, (rec, offset) in enumerate(self.exact_records()):
+                        key = rec.get("__id__") if isinstance(rec, dict) else None
+                        last_key = key if isinstance(key, str) else last_key
+                        if index <= done:
+                            continue
+                        row = rows.next_row() if rows is not None else None
+                        yield index, (key if isinstance(key, str) else f"#{index}"), self._record(rec, row, dim, offset, True), offset
+                except ExactError as exc:
+                    after_txt = f"after vector {last_key!r} (record #{index})" if last_key else "before the first record"
+                    raise exact_source_error(self.path, exc, after_txt, self.FIX) from None
+        finally:
+            if rows is not None:
+                rows.close()
         if rows is not None:
             self.notes.matrix_extra_rows = rows.finish()
             if rows.keys_after_matrix:  # e.g. nano-vectordb's additional_data, which LightRAG never uses
                 self.notes.extra["keys_after_matrix_not_copied"] = 1
 
-    def _record(self, rec: Any, row: Optional[np.ndarray], dim: int, offset: int):
+    def _record(self, rec: Any, row: Optional[np.ndarray], dim: int, offset: int, exact: bool):
         if not isinstance(rec, dict):
-            return Rejected(f"vector record is not a JSON object (found {type(rec).__name__})", offset)
+            return Rejected(f"vector record is not a JSON object (found {type(rec).__name__})", offset, exact)
         key = rec.pop("__id__", None)
         if not isinstance(key, str):
-            return Rejected("vector record has no string __id__", offset)
-        packed = rec.pop("vector", None)
-        if packed is not None:
-            self.notes.dropped_vector_fields += 1
+            return Rejected("vector record has no string __id__", offset, exact)
+        packed = rec.get("vector")  # kept in the payload: what get_vectors_by_ids returns
+        if packed is None:
+            self.notes.records_without_vector_field += 1
         if row is None:
             if packed is None:
-                return Rejected("no matrix row and no 'vector' field for this record (matrix shorter than data)", offset)
+                return Rejected("no matrix row and no 'vector' field for this record (matrix shorter than data)", offset, exact)
             try:
                 row = decode_record_vector(packed)
-            except (ValueError, zlib.error, binascii.Error) as exc:
-                return Rejected(f"undecodable 'vector' field ({exc}) and no matrix row", offset)
+            except (ValueError, TypeError, zlib.error, binascii.Error) as exc:
+                return Rejected(f"undecodable 'vector' field ({exc}) and no matrix row", offset, exact)
             self.notes.vectors_from_record_field += 1
         if row.shape != (dim,):
-            return Rejected(f"vector has dimension {row.shape[0]}, expected embedding_dim {dim}", offset)
+            return Rejected(f"vector has dimension {row.shape[0]}, expected embedding_dim {dim}", offset, exact)
         return rec, row
 
 

@@ -13,7 +13,7 @@ from hybridrag_backends.models import BackendConfig, BackendType, StorageMetrics
 from hybridrag_backends.provider import BackendProvider, Check
 
 from . import layout
-from .metrics import try_count
+from .metrics import record_problems, try_count
 from .nanovdb import VDBFile
 from .session import JsonSession
 from .writer import is_ours
@@ -138,7 +138,8 @@ class JsonProvider(BackendProvider):
         problems = await asyncio.to_thread(_file_problems, readable)
         checks.append(Check(
             "files well-formed", not problems, "; ".join(problems) or f"all {len(readable)}",
-            "restore the file(s) named above from a backup, or move them out of the working dir" if problems else "",
+            "restore the file(s) named above from a backup, fix the records named above, or move the files out of "
+            "the working dir" if problems else "",
         ))
         return checks
 
@@ -187,6 +188,10 @@ class JsonProvider(BackendProvider):
             methods[sf.name] = counted.method
             if counted.warning:
                 m.warnings.append(counted.warning)
+            rejects = record_problems(sf.path, sf.namespace)
+            if rejects:  # LightRAG reads the file, but a migration would not take all of it
+                m.warnings.extend(rejects)
+                health = "degraded"
             if sf.kind == "graph":
                 m.store_counts[f"{sf.namespace}.nodes"] = counted.records
                 m.store_counts[f"{sf.namespace}.edges"] = counted.edges
@@ -248,9 +253,11 @@ def _working_dir(config: BackendConfig) -> Path:
 def _file_problems(files: List[layout.StoreFile]) -> List[str]:
     problems = []
     for sf in files:
-        _, problem = try_count(sf.path, sf.namespace)
+        counted, problem = try_count(sf.path, sf.namespace)
         if problem:
             problems.append(problem)
+        else:
+            problems.extend(record_problems(sf.path, sf.namespace, deep=True))
     return problems
 
 

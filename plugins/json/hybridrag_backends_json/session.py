@@ -8,18 +8,29 @@ index in file order, as a string), plus ``absent_standard_files()``, ``store_byt
 
 Writing (see writer): ``is_empty``, ``prepare_target``, ``write_batch`` (sets the checkpoint's
 ``target_position``), ``finish_store``, ``finish_target``.
+
+Optional contract parts: ``duplicate_count`` (keys written twice in a KV file: LightRAG keeps the last),
+``holds_record_vectors`` (vector stores keep NanoVectorDB's per-record ``vector`` field as written),
+``screen`` (GraphML cannot hold control characters or lone surrogates; KV and vector files hold anything
+json.load reads), ``store_location``, ``check_source`` (store files readable), ``check_target`` (folder writable or creatable;
+free space for about the source's size plus the largest vector store's raw matrix, which a vector store
+keeps beside its file until it finishes), ``looked_for``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 from pathlib import Path
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
 from hybridrag_backends.errors import SourceError, TargetError
+from hybridrag_backends.models import human_size
 from hybridrag_backends.provider import (
     NULL_VALUED_FIELDS,
     BackendSession,
+    Check,
     ReadBatch,
     Record,
     RejectedRecord,
@@ -90,7 +101,11 @@ class JsonSession(BackendSession):
         stat = path.stat()
         key = (path, stat.st_size, stat.st_mtime_ns)  # one scan serves both graph stores of a file
         if key not in self._counts:
-            self._counts[key] = await asyncio.to_thread(count_file, path, store.namespace)
+            try:
+                self._counts[key] = await asyncio.to_thread(count_file, path, store.namespace)
+            except OSError as exc:  # named, with the fix (the pre-flight check says it again)
+                raise SourceError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions "
+                                  f"(chmod u+r) and retry") from None
         counted = self._counts[key]
         if store.kind is StoreKind.GRAPH_EDGES:
             return counted.edges
@@ -113,17 +128,18 @@ class JsonSession(BackendSession):
         name = store.name
         if store.kind in (StoreKind.KV, StoreKind.DOC_STATUS):
             kv = KVFile(path, store.namespace)
-            for index, key, value in kv.items(start):
-                yield _record_or_reject(name, key, value, index, path)
+            for index, key, value, offset in kv.items(start):
+                yield _record_or_reject(name, key, value, index, path, offset)
             self.notes[name] = kv.notes.to_dict()
         elif store.kind is StoreKind.VECTOR:
             vdb = VDBFile(path, store.namespace)
-            for index, key, value in vdb.items(start):
+            for index, key, value, offset in vdb.items(start):
                 if isinstance(value, Rejected):
-                    yield _record_or_reject(name, key, value, index, path)
+                    yield _record_or_reject(name, key, value, index, path, offset)
                 else:
                     payload, vector = value
-                    yield Record(name, key, payload, vector=vector, cursor=str(index))
+                    where = None if offset is None else f"{path} at byte {offset}"
+                    yield Record(name, key, payload, vector=vector, cursor=str(index), location=where)
             self.notes[name] = vdb.notes.to_dict()
         else:
             kind = "node" if store.kind is StoreKind.GRAPH_NODES else "edge"
@@ -140,6 +156,67 @@ class JsonSession(BackendSession):
         if store.kind in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES):
             return {NULL_VALUED_FIELDS: "GraphML has no null; attributes set to null are left out"}
         return {}
+
+    def holds_record_vectors(self, store: StoreInfo) -> bool:
+        return store.kind is StoreKind.VECTOR  # NanoVectorDB's per-record "vector" field, kept as written
+
+    async def duplicate_count(self, store: StoreInfo) -> int:
+        if store.kind not in (StoreKind.KV, StoreKind.DOC_STATUS):
+            return 0
+        scan = await asyncio.to_thread(KVFile(self._path(store), store.namespace).scan)
+        return len(scan.superseded)
+
+    def screen(self, store: StoreInfo, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
+        """KV and vector files hold anything Python's json reads; GraphML (XML 1.0) cannot hold control
+        characters or lone surrogates in a node id or an attribute."""
+        if store.kind not in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES):
+            return records, []
+        kept: List[Record] = []
+        refused: List[RejectedRecord] = []
+        for r in records:
+            problem = graphml.unwritable(r.key if store.kind is StoreKind.GRAPH_NODES else None, r.payload)
+            if problem is None:
+                kept.append(r)
+            else:
+                refused.append(RejectedRecord(store.name, r.key, problem, r.location, r.position, side="target"))
+        return kept, refused
+
+    # -- pre-flight ----------------------------------------------------------------
+
+    def looked_for(self) -> str:
+        found = layout.workspaces_with_files(self.working_dir) if self.working_dir.is_dir() else []
+        where = ", ".join(f"--workspace {w}" if w else "no --workspace" for w in found) or "none"
+        return f"kv_store_*.json, vdb_*.json and graph_*.graphml in {self.folder}; workspaces with files: {where}"
+
+    async def check_source(self, stores: List[StoreInfo]) -> List[Check]:
+        unreadable = sorted({p.name for p in (self._path(s) for s in stores) if not os.access(p, os.R_OK)})
+        return [Check(
+            "source files readable", not unreadable, ", ".join(unreadable) or f"{len(stores)} stores in {self.folder}",
+            f"give the current user read permission (chmod u+r) on: {', '.join(unreadable)}" if unreadable else "",
+        )]
+
+    async def check_target(self, stores: List[StoreInfo], *, sizes: Dict[str, Optional[int]]) -> List[Check]:
+        existing = self.folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        writable = existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+        checks = [Check(
+            "target folder writable", writable,
+            str(self.folder) if existing == self.folder else f"{self.folder} (to be created in {existing})",
+            "" if writable else f"give the current user write permission on {existing}, or choose another target",
+        )]
+        if not writable:
+            return checks
+        need = _space_needed(stores, sizes)
+        if need is None:
+            checks.append(Check("free space", True, "not checked: the source does not say its size"))
+            return checks
+        free = shutil.disk_usage(existing).free
+        checks.append(Check(
+            "free space", free >= need, f"{human_size(free)} free in {existing}, about {human_size(need)} needed",
+            "" if free >= need else f"free at least {human_size(need - free)} on that disk, or migrate to another disk",
+        ))
+        return checks
 
     # -- writing -----------------------------------------------------------------
 
@@ -228,6 +305,17 @@ class JsonSession(BackendSession):
         return f"json:{self.folder.resolve()}"
 
 
+def _space_needed(stores: List[StoreInfo], sizes: Dict[str, Optional[int]]) -> Optional[int]:
+    """Bytes a JSON copy needs: about the source's size (the same files), plus the raw float32 matrix
+    (3/4 of its base64 text) that the largest vector store keeps beside its file until it finishes.
+    None when the source cannot say the size of a store that holds data."""
+    known = [sizes.get(s.name) for s in stores if s.kind is not StoreKind.GRAPH_EDGES]
+    if any(size is None for size in known):
+        return None
+    vectors = [sizes.get(s.name) or 0 for s in stores if s.kind is StoreKind.VECTOR]
+    return sum(known) + 3 * max(vectors, default=0) // 4
+
+
 def _next_batch(items: Iterator[Any], size: int) -> Tuple[Optional[ReadBatch], Optional[SourceError]]:
     """The next batch, and the SourceError that ended the file early (after the batch's records)."""
     batch = ReadBatch()
@@ -255,10 +343,12 @@ def _parse_cursor(after: Optional[str], store: StoreInfo) -> Optional[int]:
         ) from None
 
 
-def _record_or_reject(store: str, key: str, value: Any, index: int, path: Path):
+def _record_or_reject(store: str, key: str, value: Any, index: int, path: Path, offset: Optional[int]):
+    """A record (with its exact location when the exact path read it), or the reader's reject."""
     if isinstance(value, Rejected):
-        return RejectedRecord(store, key, value.reason, f"{path} near byte {value.offset}", str(index))
-    return Record(store, key, value, cursor=str(index))
+        where = f"{path} {'at' if value.exact else 'near'} byte {value.offset}"
+        return RejectedRecord(store, key, value.reason, where, str(index))
+    return Record(store, key, value, cursor=str(index), location=None if offset is None else f"{path} at byte {offset}")
 
 
 

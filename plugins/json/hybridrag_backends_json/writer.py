@@ -19,7 +19,8 @@ File formats follow LightRAG: KV files as ``json.dump(indent=2,
 ensure_ascii=False)`` would write them (KV records get ``_id`` = key, as
 ``JsonKVStorage.upsert`` stamps it; doc status records do not), NanoVectorDB
 files as ``{"embedding_dim", "data", "matrix"}`` with LightRAG's per-record
-``vector`` (base64 of zlib of float16) regenerated from the float32 row, and
+``vector`` (base64 of zlib of float16) copied from the record's payload as it
+is, or regenerated from the float32 row for a record that has none, and
 GraphML as ``networkx.write_graphml`` writes it.
 """
 
@@ -207,7 +208,8 @@ class VectorWriter(StoreWriter):
                 )
             rows[i] = vec
             meta = {k: v for k, v in rec.payload.items() if k not in ("__id__", "vector", "__vector__")}
-            entry = {"__id__": rec.key, **meta, "vector": packed_vector(rows[i])}
+            packed = rec.payload.get("vector")  # what get_vectors_by_ids decodes: kept exactly when present
+            entry = {"__id__": rec.key, **meta, "vector": packed if packed is not None else packed_vector(rows[i])}
             parts.append((b", " if (self.count or i) else b"") + compact_json(entry))
         # rows first: a crash between the two appends leaves offsets the checkpoint never saw
         self._append("matrix", rows.tobytes())

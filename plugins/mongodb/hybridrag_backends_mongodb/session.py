@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 
 from hybridrag_backends.errors import ConnectionFailure, SourceError, TargetError
+from hybridrag_backends.jsonvalues import screen_json_only
 from hybridrag_backends.migration.job import MigrationJob
 from hybridrag_backends.models import BackendConfig
 from hybridrag_backends.provider import (
@@ -233,6 +234,14 @@ class MongoSession(BackendSession):
                 f"{self._where(store)} has {legacy} edge document(s) without edge_lo/edge_hi (written before "
                 "LightRAG 1.5.7); start LightRAG 1.5.7 once on this database so it migrates them, then run again"
             )
+
+    def screen(self, store: StoreInfo, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
+        """Lone surrogates (BSON strings are UTF-8), integers beyond 64 bits (BSON has int64), and the
+        JSON reader's NaN / Infinity, kept out to be safe (see hybridrag_backends.jsonvalues)."""
+        return screen_json_only(store.name, records)
+
+    def looked_for(self) -> str:
+        return f"LightRAG collections of workspace {self.workspace or '(none)'!r} in database {self.database_name!r}"
 
     def lossy_fields(self, store: StoreInfo) -> Dict[str, str]:
         return dict(_LOSSY[store.kind])

@@ -23,10 +23,11 @@ import numpy as np
 import orjson
 
 from hybridrag_backends.errors import ConnectionFailure, MigrationInterrupted, SourceError, TargetBusy, TargetError
+from hybridrag_backends.jsonvalues import screen_json_only
 from hybridrag_backends.migration.job import MigrationJob
 from hybridrag_backends.models import BackendConfig
 from hybridrag_backends.provider import (
-    GRAPH_NAMESPACE, STANDARD_KV_NAMESPACES, BackendSession, ReadBatch, Record, RejectedRecord, StoreInfo,
+    GRAPH_NAMESPACE, STANDARD_KV_NAMESPACES, BackendSession, Check, ReadBatch, Record, RejectedRecord, StoreInfo,
     StoreKind,
 )
 from hybridrag_backends.secrets import redact
@@ -42,6 +43,11 @@ RETRYABLE = (
     asyncpg.AdminShutdownError, ConnectionError, OSError, ConnectionFailure,
 )
 PGVECTOR_INDEX_MAX_DIM = 2000
+PER_RECORD_VECTOR = "vector"  # NanoVectorDB's per-record float16 copy (see migration/verify.py)
+PER_RECORD_VECTOR_LOST = (
+    "PostgreSQL keeps one float32 vector per record (content_vector, compared exactly), which LightRAG also "
+    "returns from get_vectors_by_ids; NanoVectorDB's per-record float16 'vector' field is not kept apart"
+)
 MEM_RE = re.compile(r"^\d+\s*(kB|MB|GB)$")
 
 
@@ -252,6 +258,50 @@ class PostgresSession(BackendSession):
             out.append(Record(store.name, r["id"], payload, vector=vec))
         return out
 
+    def lossy_fields(self, store: StoreInfo) -> Dict[str, str]:
+        if store.kind is StoreKind.VECTOR:
+            return {PER_RECORD_VECTOR: PER_RECORD_VECTOR_LOST}
+        return {}
+
+    def looked_for(self) -> str:
+        return (f"rows of workspace {self.ws!r} in the LIGHTRAG_* tables, and nodes in the AGE graph "
+                f"{self.graph!r}, of {where(self.config)}")
+
+    async def check_target(self, stores: List[StoreInfo], *, sizes: Dict[str, Optional[int]]) -> List[Check]:
+        """Server version, extensions, privileges (the checks of ``validate``), and what the vector
+        stores need: a LightRAG table for their namespace, the embedding model that names it, and the
+        dimension LightRAG will read with."""
+        from .health import validate
+
+        checks = await validate(self.config)
+        vectors = [s for s in stores if s.kind is StoreKind.VECTOR]
+        if not vectors:
+            return checks
+        no_table = [s.namespace for s in vectors if s.namespace not in naming.VECTOR_BASE_TABLES]
+        checks.append(Check(
+            "vector stores have LightRAG tables", not no_table, ", ".join(no_table) or ", ".join(s.name for s in vectors),
+            f"LightRAG's PostgreSQL storage has no table for {', '.join(no_table)}; migrate to a JSON target instead"
+            if no_table else ""))
+        model = self.config.embedding_model
+        checks.append(Check(
+            "embedding model", bool(model), model or "not set",
+            "" if model else "LightRAG names PostgreSQL vector tables after the embedding model: add "
+            "?embedding_model=NAME (the model_name of your LightRAG EmbeddingFunc) to the target URL, or "
+            "--embedding-model to 'db register'"))
+        dims = {s.name: s.embedding_dim or self.config.embedding_dim for s in vectors}
+        unknown = sorted(n for n, d in dims.items() if not d)
+        wrong = sorted(n for n, d in dims.items() if d and self.config.embedding_dim and d != self.config.embedding_dim)
+        detail = ", ".join(f"{n}: {d}" for n, d in dims.items())
+        fix = ""
+        if unknown:
+            fix = "the source does not say the dimension: add ?embedding_dim=N to the target URL"
+        elif wrong:
+            fix = (f"the target is configured for embedding_dim={self.config.embedding_dim} but "
+                   f"{', '.join(wrong)} hold other dimensions; LightRAG would not find those tables: set "
+                   f"embedding_dim to the source's dimension")
+        checks.append(Check("embedding dimension", not fix, detail, fix))
+        return checks
+
     # -- writing ---------------------------------------------------------------
 
     async def is_empty(self) -> bool:
@@ -392,16 +442,18 @@ class PostgresSession(BackendSession):
     def screen(self, store: StoreInfo, records: List[Record]) -> Tuple[List[Record], List[RejectedRecord]]:
         """Refuse, by name, what PostgreSQL would refuse for the whole batch: a NUL character in the key or
         in a value a LightRAG column or AGE holds, a key longer than LightRAG's id column, a chunk id
-        longer than VDB chunk_ids' elements, a vector that is missing or not finite (pgvector)."""
+        longer than VDB chunk_ids' elements, a vector that is missing or not finite (pgvector); and lone
+        surrogates (UTF-8 text cannot hold them), NaN / Infinity and integers beyond 64 bits (values the
+        JSON reader reads as json.load does; see hybridrag_backends.jsonvalues)."""
         if store.kind in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES):
             kind = "graph"
         elif store.kind is StoreKind.VECTOR:
             kind = "vector"
         else:
             kind = "kv" if cols.table_for(store.namespace) else "extra"
+        candidates, refused = screen_json_only(store.name, records)
         kept: List[Record] = []
-        refused: List[RejectedRecord] = []
-        for r in records:
+        for r in candidates:
             reason = cols.refusal(store.namespace, kind, r.key, r.payload)
             if reason is None and kind == "vector":
                 if r.vector is None:
@@ -411,7 +463,7 @@ class PostgresSession(BackendSession):
             if reason is None:
                 kept.append(r)
             else:
-                refused.append(RejectedRecord(store.name, r.key, reason, cursor=r.position, side="target"))
+                refused.append(RejectedRecord(store.name, r.key, reason, r.location, cursor=r.position, side="target"))
         return kept, refused
 
     async def write_batch(self, store: StoreInfo, records: List[Record], job: MigrationJob) -> None:
@@ -502,7 +554,10 @@ class PostgresSession(BackendSession):
                 f"WHERE workspace = $1 AND id = ANY($2::text[])", self.ws, keys)}
         rows, overlays = [], []
         for r in records:
-            values, overlay = cols.split(r.payload, spec, derived)
+            payload = r.payload
+            if vector and PER_RECORD_VECTOR in payload:  # content_vector is the only vector kept (lossy_fields)
+                payload = {k: v for k, v in payload.items() if k != PER_RECORD_VECTOR}
+            values, overlay = cols.split(payload, spec, derived)
             row = [self.ws, r.key, *[values[c.column] for c in spec]]
             if vector:
                 if r.vector is None:
