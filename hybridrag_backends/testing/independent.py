@@ -41,7 +41,9 @@ def read_working_dir(folder: Path) -> SourceStores:
         matrix = np.frombuffer(raw, dtype=np.float32).reshape(-1, dim)
         rows: Dict[str, Entry] = {}
         for i, row in enumerate(data["data"]):
-            meta = {k: v for k, v in row.items() if k not in ("__id__", "vector")}
+            # the per-record "vector" (base64 of zlib of float16) stays: it is what LightRAG's
+            # get_vectors_by_ids() serves, and real files do not always hold the float16 of the matrix row
+            meta = {k: v for k, v in row.items() if k != "__id__"}
             rows[row["__id__"]] = (meta, matrix[i].copy())
         out[StoreInfo(path.stem[len("vdb_"):], StoreKind.VECTOR, dim)] = rows
     for path in sorted(folder.glob("graph_*.graphml")):
