@@ -97,6 +97,8 @@ class MigrationPlan:
     stores: List[StorePlan]
     absent_standard_files: List[str]
     target_empty: bool
+    # what the target will do beyond copying (e.g. PostgreSQL: each vector index strategy, its estimated time)
+    target_notes: List[str] = field(default_factory=list)
 
     @property
     def total_records(self) -> int:
@@ -117,6 +119,7 @@ class MigrationPlan:
             "total_bytes": self.total_bytes,
             "absent_standard_files": list(self.absent_standard_files),
             "target_empty": self.target_empty,
+            "target_notes": list(self.target_notes),
         }
 
 
@@ -160,11 +163,14 @@ async def make_plan(src: BackendSession, dst: BackendSession, source: ResolvedTa
         raise SourceError(f"cannot read the source {source.location}: {type(exc).__name__}: {redact(exc)}") from exc
     try:
         empty = await dst.is_empty()
+        notes: List[str] = []
+        if hasattr(dst, "plan_target"):  # optional: notes on what the target will do, given the counts
+            notes = list(await _maybe_await(dst.plan_target([(p.store, p.count) for p in plans])))
     except HybridRAGBackendsError:
         raise
     except Exception as exc:
         raise TargetError(f"cannot inspect the target {target.location}: {type(exc).__name__}: {redact(exc)}") from exc
-    return MigrationPlan(source.location, target.location, plans, absent, empty)
+    return MigrationPlan(source.location, target.location, plans, absent, empty, notes)
 
 
 async def source_fingerprint(src: BackendSession, plan: MigrationPlan) -> Dict[str, Any]:
