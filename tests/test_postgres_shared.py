@@ -382,3 +382,27 @@ def test_defer_index_and_index_type_change_are_refused_in_shared_tables(shared, 
             asyncio.run(migrate(src, resolve_target(shared["url"] + extra, workspace=f"r_{uuid.uuid4().hex[:6]}")))
     after = asyncio.run(_indexes(shared["url"]))
     assert after == before
+
+
+def test_metrics_name_the_index_of_each_vector_table_and_warn_when_none(shared, tmp_path):
+    """status/metrics: the index holding the workspace's rows per vector table; a workspace whose own
+    index is missing (a migration left unfinished) gets a warning naming the table."""
+    ws = f"met_{uuid.uuid4().hex[:6]}"
+    dst = resolve_target(shared["url"] + "&index_strategy=partial", workspace=ws)
+    result = asyncio.run(migrate(resolve_target(str(_generate(tmp_path / "w_met", 20, 61))), dst))
+    assert result.job.verification["ok"]
+    m = asyncio.run(dst.provider.metrics(dst.config))
+    tables = m.details["vector_tables"]
+    assert len(tables) == 3 and all(t["index"] and "_ws_" in t["index"] for t in tables.values()), tables
+    assert not m.warnings
+    entity = next(t for t in tables if t.startswith("lightrag_vdb_entity"))
+
+    async def drop():
+        conn = await asyncpg.connect(shared["url"].split("?")[0])
+        await conn.execute(f"DROP INDEX {tables[entity]['index']}")
+        await conn.close()
+
+    asyncio.run(drop())
+    m = asyncio.run(dst.provider.metrics(dst.config))
+    assert m.details["vector_tables"][entity]["index"] is None
+    assert [w for w in m.warnings if entity in w and "no valid vector index" in w], m.warnings
