@@ -19,7 +19,8 @@ In one run, on one server (``scripts/pg-sandbox`` unless --url / HYBRIDRAG_TEST_
    neighbour an own index).
 
 Every migration runs ``migrate`` in a subprocess (copy, index builds, verification; peak RSS from wait4).
-Prints the figures and ratios and writes them to ``benchmarks/results/<UTC date>-postgres-shared.txt``.
+Prints the figures and ratios and writes them to ``benchmarks/results/<UTC date-time>-postgres-shared.txt``;
+the databases it made are dropped at the end (``--keep`` keeps them).
 Targets: shared <= 2x fresh (copy with index builds); LightRAG's API into the shared tables >= 3x shared.
 """
 
@@ -79,13 +80,14 @@ def run_migrate(src: Path, url: str, ws: str, batch: int = 1000) -> dict:
 
 
 class PlanPoller(threading.Thread):
-    """Every ``interval`` s: LightRAG 1.5.7's entity query for ``workspace``, run by asyncpg as LightRAG's
-    pool runs it (a named prepared statement), then ``EXPLAIN EXECUTE`` of that statement."""
+    """Every ``interval`` s, per vector table: LightRAG 1.5.7's query for ``workspace``, run by asyncpg as
+    LightRAG's pool runs it (a named prepared statement), then ``EXPLAIN EXECUTE`` of that statement."""
 
     def __init__(self, url: str, workspace: str, interval: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.url, self.ws, self.interval = url, workspace, interval
-        self.samples: List[Optional[str]] = []  # the vector index of each sample's plan (None: none)
+        # per namespace, the vector index of each sample's plan (None: none)
+        self.samples: Dict[str, List[Optional[str]]] = {ns: [] for ns in VECTOR_NS}
         self.stop = threading.Event()
         self.error: Optional[BaseException] = None
 
@@ -105,17 +107,21 @@ class PlanPoller(threading.Thread):
 
         conn = await asyncpg.connect(self.url)
         await register_vector(conn)
-        table = vector_table("entities", MODEL, DIM)
-        sql = SQL_TEMPLATES["entities"].format(table_name=table, vector_cast="vector")
-        q = await conn.fetchval(f"SELECT content_vector FROM {table} WHERE workspace = $1 LIMIT 1", self.ws)
-        q = np.asarray(q.to_numpy(), dtype=np.float32)
-        literal = "'[" + ",".join(f"{x:.7g}" for x in q) + "]'"
+        queries = {}
+        for ns in VECTOR_NS:
+            table = vector_table(ns, MODEL, DIM)
+            q = await conn.fetchval(f"SELECT content_vector FROM {table} WHERE workspace = $1 LIMIT 1", self.ws)
+            q = np.asarray(q.to_numpy(), dtype=np.float32)
+            queries[ns] = (SQL_TEMPLATES[ns].format(table_name=table, vector_cast="vector"), q,
+                           "'[" + ",".join(f"{x:.7g}" for x in q) + "]'")
         try:
             while not self.stop.is_set():
-                await conn.fetch(sql, self.ws, 0.8, 10, q)
-                name = await conn.fetchval("SELECT name FROM pg_prepared_statements WHERE statement = $1", sql)
-                plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {name}('{self.ws}', 0.8, 10, {literal})")
-                self.samples.append(_vector_index(json.loads(plan)[0]["Plan"]))
+                for ns, (sql, q, literal) in queries.items():
+                    await conn.fetch(sql, self.ws, 0.8, 10, q)
+                    name = await conn.fetchval("SELECT name FROM pg_prepared_statements WHERE statement = $1", sql)
+                    plan = await conn.fetchval(
+                        f"EXPLAIN (FORMAT JSON) EXECUTE {name}('{self.ws}', 0.8, 10, {literal})")
+                    self.samples[ns].append(_vector_index(json.loads(plan)[0]["Plan"]))
                 await asyncio.sleep(self.interval)
         finally:
             await conn.close()
@@ -173,6 +179,16 @@ async def table_rows(url: str) -> Dict[str, int]:
         await conn.close()
 
 
+async def drop_database(base: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(base)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
 def _short(table: str) -> str:
     return table.lower().split("_")[2]  # lightrag_vdb_<entity>_<model>_<dim>d
 
@@ -194,6 +210,7 @@ def main() -> int:
     ap.add_argument("--no-strategies", action="store_true", help="skip step 5 (the strategy comparison)")
     ap.add_argument("--no-lightrag", action="store_true", help="skip step 4 (LightRAG's API)")
     ap.add_argument("--regenerate", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the benchmark's databases (dropped by default)")
     ap.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args()
     out = Tee()
@@ -227,21 +244,29 @@ def main() -> int:
         f"peak RSS {fresh['rss']:.0f} MB, {load()}")
     poller = PlanPoller(b_url, "neighbour")
     poller.start()
-    time.sleep(2.0)  # a baseline: the neighbour's plan before the migration starts
-    before = list(poller.samples)
+    deadline = time.monotonic() + 180  # a baseline: three samples of each plan before the migration starts
+    while min(len(v) for v in poller.samples.values()) < 3 and time.monotonic() < deadline and not poller.error:
+        time.sleep(0.2)
+    before = {ns: list(v) for ns, v in poller.samples.items()}
     shared = run_migrate(small_dir, b_url + opts, "small")
     poller.stop.set()
     poller.join()
     if poller.error:
         raise poller.error
-    during = poller.samples[len(before):]
-    bare = sum(1 for s in during if s is None)
+    # tables whose query the planner serves from a vector index before the run must keep one throughout;
+    # on a table with few of the neighbour's rows the planner prefers an exact scan, before and after
+    indexed = [ns for ns in VECTOR_NS if before[ns] and all(before[ns])]
+    during = {ns: poller.samples[ns][len(before[ns]):] for ns in VECTOR_NS}
+    bare = sum(1 for ns in indexed for s in during[ns] if s is None)
+    n_during = sum(len(during[ns]) for ns in indexed)
     out(f"3. small -> B's shared tables (auto): copy {shared['copy']:.1f} s, verify {shared['verify']:.1f} s, "
         f"peak RSS {shared['rss']:.0f} MB, {load()}")
     out(f"   strategy: {strategy_line(shared)}")
-    out(f"   neighbour's LightRAG query plan, sampled every 0.5 s: before the run {before}; during and after it "
-        f"{len(during)} samples, {len(during) - bare} on a vector index, {bare} without "
-        f"(indexes: {', '.join(sorted({s for s in during if s}))})")
+    out("   neighbour's LightRAG query plans, sampled every 0.5 s (vector index of the plan, None = scan):")
+    for ns in VECTOR_NS:
+        seen = sorted({str(s) for s in during[ns]})
+        out(f"     {ns:14} before the run: {', '.join(sorted({str(s) for s in before[ns]}))}; during and after it: "
+            f"{len(during[ns])} samples, {sum(1 for s in during[ns] if s)} on a vector index ({', '.join(seen)})")
 
     # 4. LightRAG's API into the same shared tables
     lr_total = None
@@ -265,7 +290,8 @@ def main() -> int:
         out(f"  LightRAG API / shared: {lr_total['fast']:.1f} / {shared['copy']:.1f} s = "
             f"{lr_total['fast'] / shared['copy']:.1f}x (target >= 3x); with our verification "
             f"{lr_total['fast'] / shared['total']:.1f}x")
-    out(f"  neighbour without a vector index: {bare} of {len(during)} samples (target 0)")
+    out(f"  neighbour without a vector index, in the tables whose plan used one before the run "
+        f"({', '.join(indexed) or 'none'}): {bare} of {n_during} samples (target 0)")
 
     # 5. the strategies compared
     if not args.no_strategies:
@@ -296,8 +322,11 @@ def main() -> int:
         for label, before, r in rows:
             out(f"   {label:58} {before:>14,} {r['copy']:>7.1f} {r['copy'] / fresh['copy']:>7.2f}x")
 
+    if not args.keep:
+        for url in (a_url, b_url):
+            asyncio.run(drop_database(base, url.rsplit("/", 1)[1]))
     args.results.mkdir(parents=True, exist_ok=True)
-    path = args.results / f"{started:%Y-%m-%d}-postgres-shared.txt"
+    path = args.results / f"{started:%Y-%m-%d-%H%M}-postgres-shared.txt"
     path.write_text("\n".join(out.lines) + "\n")
     print(f"\nwritten to {path}")
     return 0

@@ -327,6 +327,19 @@ def test_shared_migration_then_lightrag_works_on_every_workspace(shared, tmp_pat
                         assert hits and hits[0]["entity_name"] == "Brand New", hits
                 finally:
                     await close_storages(lr)
+        # a workspace LightRAG creates later, in the same tables: its rows go where LightRAG's index serves
+        config = resolve_target(shared["url"], workspace=f"new_{uuid.uuid4().hex[:6]}").config
+        with lightrag_env(config):
+            lr = await open_storages(config, MODEL, {"entities": DIM})
+            try:
+                s = lr["entities"]
+                s.lookup["written by LightRAG"] = s.lookup["q-lr"] = np.asarray(shared["query"], dtype=np.float32)
+                await s.upsert({"ent-by-lr": {"entity_name": "By LightRAG", "content": "written by LightRAG",
+                                              "source_id": "chunk-y", "file_path": "lr.txt"}})
+                await s.index_done_callback()
+                assert [h["entity_name"] for h in await s.query("q-lr", top_k=3)] == ["By LightRAG"]
+            finally:
+                await close_storages(lr)
         after = await _indexes(shared["url"])
         assert after == before  # same indexes, same oids: initialize() dropped and rebuilt nothing
         async with probes(shared["url"], [ws], shared["query"]) as ps:
@@ -367,6 +380,37 @@ def test_force_remigration_keeps_every_neighbour_indexed(shared, tmp_path):
                 assert (await verify_store(a, b, store)).ok, store.name
 
     asyncio.run(compare())
+
+
+def test_two_workspaces_migrated_at_once_into_the_shared_tables(shared, tmp_path):
+    """Two partial migrations at the same time (index changes of a table serialised, concurrent builds
+    never deadlocked): both complete, each workspace has its own index, neighbours stay index-backed."""
+    dirs = [_generate(tmp_path / f"w_par{i}", 150, 71 + i) for i in range(2)]
+    names = [f"par{i}_{uuid.uuid4().hex[:6]}" for i in range(2)]
+
+    async def run():
+        async with probes(shared["url"], NEIGHBOURS, shared["query"]) as ps:
+            second = asyncio.create_subprocess_exec(
+                *_cli("--from", str(dirs[1]), "--to", shared["url"], "--target-workspace", names[1],
+                      "--index-strategy", "partial"),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=dict(os.environ))
+            proc = await second
+            rc, out, samples = await _migrate_polled(
+                ["--from", str(dirs[0]), "--to", shared["url"], "--target-workspace", names[0],
+                 "--index-strategy", "partial"], ps)
+            out2 = (await proc.stdout.read()).decode(errors="replace")
+            rc2 = await proc.wait()
+        assert rc == 0, out[-3000:]
+        assert rc2 == 0, out2[-3000:]
+        _assert_indexed(samples, 6)
+
+    asyncio.run(run())
+    indexes = asyncio.run(_indexes(shared["url"]))
+    assert all(valid for _, valid, _, _ in indexes.values()), indexes
+    for prefix in ("lightrag_vdb_chunks", "lightrag_vdb_entity", "lightrag_vdb_relation"):
+        for ws in names:
+            own = [n for n, (tab, v, pred, _) in indexes.items() if tab.startswith(prefix) and pred == f"((workspace)::text = '{ws}'::text)"]
+            assert len(own) == 1, (prefix, ws, indexes)
 
 
 def test_defer_index_and_index_type_change_are_refused_in_shared_tables(shared, tmp_path):

@@ -286,8 +286,11 @@ async def maintenance_connection(config: BackendConfig, table: Optional[str] = N
         await conn.execute(f"SET maintenance_work_mem = '{maintenance_mem(config)}'; "
                            f"SET client_connection_check_interval = '2s'")
         if table is not None:
-            await conn.execute("SELECT pg_advisory_lock(hashtext('hybridrag_backends:vector_index:' || "
-                               "current_database() || ':' || $1))", table.lower())
+            # polled, not waited for inside a statement: a waiting statement holds a snapshot, which a
+            # CREATE INDEX CONCURRENTLY of the lock's holder would wait for in turn (a deadlock)
+            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext('hybridrag_backends:vector_index:' "
+                                          "|| current_database() || ':' || $1))", table.lower()):
+                await asyncio.sleep(0.5)
         yield conn
     finally:
         with contextlib.suppress(Exception):
@@ -362,8 +365,8 @@ async def exclude(config: BackendConfig, table: str, workspace: str) -> TableInd
         convert = state.to_convert(workspace)
         for ws in sorted(convert):
             await _build(conn, own_name(table, kind, ws), table, method, f"workspace = {literal(ws)}", {"workspace": ws})
-        # workspaces without rows here leave the list, so it stays short
-        keep = {ws for ws in (state.shared.excludes or ()) if state.rows.get(ws)} if state.shared else set()
+        # workspaces with neither rows nor an own index here leave the list, so it stays short
+        keep = {ws for ws in (state.shared.excludes or ()) if state.rows.get(ws) or ws in state.own} if state.shared else set()
         excludes = sorted(keep | set(convert) | {workspace})
         if len(excludes) > MAX_EXCLUDED:
             raise TargetError(f"{state.table}: more than {MAX_EXCLUDED} workspaces with their own vector index; "
