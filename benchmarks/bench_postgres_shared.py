@@ -104,6 +104,7 @@ class PlanPoller(threading.Thread):
         from pgvector.asyncpg import register_vector
 
         from hybridrag_backends_postgres.naming import vector_table
+        from hybridrag_backends_postgres.vector_index import plan_vector_index
 
         conn = await asyncpg.connect(self.url)
         await register_vector(conn)
@@ -121,20 +122,10 @@ class PlanPoller(threading.Thread):
                     name = await conn.fetchval("SELECT name FROM pg_prepared_statements WHERE statement = $1", sql)
                     plan = await conn.fetchval(
                         f"EXPLAIN (FORMAT JSON) EXECUTE {name}('{self.ws}', 0.8, 10, {literal})")
-                    self.samples[ns].append(_vector_index(json.loads(plan)[0]["Plan"]))
+                    self.samples[ns].append(plan_vector_index(json.loads(plan)[0]["Plan"]))
                 await asyncio.sleep(self.interval)
         finally:
             await conn.close()
-
-
-def _vector_index(node: dict) -> Optional[str]:
-    if "Index Name" in node and "<=>" in str(node.get("Order By", "")):
-        return node["Index Name"]
-    for child in node.get("Plans", []):
-        found = _vector_index(child)
-        if found:
-            return found
-    return None
 
 
 async def lightrag_layout(url: str, keep: str) -> Dict[str, float]:

@@ -37,6 +37,7 @@ from pg_lightrag import check_top10, close_storages, lightrag_env, lookup_embedd
 
 from hybridrag_backends_postgres.lightrag_schema import environ_override
 from hybridrag_backends_postgres.lightrag_schema import lightrag_env as lightrag_schema_env
+from hybridrag_backends_postgres.vector_index import plan_vector_index
 
 from hybridrag_backends.devtools import generate as gen
 from hybridrag_backends.devtools.knowledge_base import VECTOR_BLOCK_ROWS, VECTOR_STORES, KnowledgeBase
@@ -95,23 +96,12 @@ class PlanProbe:
             vec = "'[" + ",".join(f"{x:.7g}" for x in self.q) + "]'"
             plan = await conn.fetchval(
                 f"EXPLAIN (FORMAT JSON) EXECUTE {stmt['name']}({_lit(self.ws)}, 0.8, 10, {vec})")
-        return {"ws": self.ws, "index": _vector_index_scan(orjson.loads(plan)[0]["Plan"]), "results": len(results),
+        return {"ws": self.ws, "index": plan_vector_index(orjson.loads(plan)[0]["Plan"]), "results": len(results),
                 "custom": stmt["custom_plans"], "generic": stmt["generic_plans"], "t": time.monotonic()}
 
 
 def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def _vector_index_scan(node: dict):
-    """Name of the index an (Index) Scan orders by cosine distance (``<=>``), if the plan has one."""
-    if "Index Name" in node and "<=>" in str(node.get("Order By", "")):
-        return node["Index Name"]
-    for child in node.get("Plans", []):
-        found = _vector_index_scan(child)
-        if found:
-            return found
-    return None
 
 
 @contextlib.asynccontextmanager

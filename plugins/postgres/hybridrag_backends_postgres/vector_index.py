@@ -202,6 +202,18 @@ def _comment(text: Optional[str]) -> Dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def plan_vector_index(node: Dict[str, Any]) -> Optional[str]:
+    """The index an ``EXPLAIN (FORMAT JSON)`` plan node (or a node below it) scans in cosine-distance
+    order (``Order By: content_vector <=> ...``): a vector index serving the query; None when none does."""
+    if "Index Name" in node and "<=>" in str(node.get("Order By", "")):
+        return node["Index Name"]
+    for child in node.get("Plans", []):
+        found = plan_vector_index(child)
+        if found:
+            return found
+    return None
+
+
 # -- which strategy -------------------------------------------------------------------------------
 
 
