@@ -66,3 +66,37 @@ async def close_storages(storages: dict) -> None:
     for s in storages.values():
         with contextlib.suppress(Exception):
             await s.finalize()
+
+
+def result_id(namespace: str, key, payload: dict):
+    """What identifies a search result of LightRAG's vector query (entities: the name; relations: the pair)."""
+    if namespace == "entities":
+        return payload.get("entity_name")
+    if namespace == "relationships":
+        return (payload.get("src_id"), payload.get("tgt_id"))
+    return key
+
+
+async def check_top10(storage, namespace: str, records: dict, queries: int = 20, seed: int = 7) -> None:
+    """LightRAG's top-10 (``storage.query`` through its own SQL) equals brute-force cosine over ``records``
+    (key -> Record with ``vector`` and ``payload``) for ``queries`` query vectors near stored ones; only exact
+    ties at the 10th place may swap. ``storage`` comes from :func:`open_storages` (its lookup embeds)."""
+    keys = list(records)
+    matrix = np.stack([records[k].vector for k in keys])
+    norm = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    rng = np.random.default_rng(seed)
+    for qi in range(queries):
+        q = (matrix[rng.integers(len(keys))] + rng.normal(0, 0.05, matrix.shape[1])).astype(np.float32)
+        storage.lookup[f"q{qi}"] = q
+        res = await storage.query(f"q{qi}", top_k=10)
+        scores = norm @ (q / np.linalg.norm(q))
+        kth = np.sort(scores)[::-1][min(10, len(keys)) - 1]
+        best: dict = {}
+        for i, k in enumerate(keys):
+            ident = result_id(namespace, k, records[k].payload)
+            best[ident] = max(best.get(ident, -9.0), float(scores[i]))
+        assert len(res) == min(10, len(best)), (namespace, qi)
+        exact_top = {i for i, v in best.items() if v > kth + 1e-5}
+        got_ids = {result_id(namespace, r.get("id"), r) for r in res}
+        assert exact_top <= got_ids, (namespace, qi)
+        assert all(best[i] >= kth - 1e-5 for i in got_ids), (namespace, qi)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import realdata_workspaces
-from pg_lightrag import close_storages, lightrag_env, open_storages
+from pg_lightrag import check_top10, close_storages, lightrag_env, open_storages
 
 from hybridrag_backends.migration.engine import migrate
 from hybridrag_backends.migration.verify import verify_store
@@ -108,26 +108,7 @@ async def _check_with_lightrag(src_session, config, stores, dims, url: str) -> N
                         if store.namespace == "relationships" and "src_id" in rec.payload:
                             assert (got["source_id"], got["target_id"]) == (rec.payload["src_id"], rec.payload["tgt_id"])
                         assert np.array_equal(np.asarray(vecs[key], dtype=np.float32), rec.vector), key
-                    # 20 query vectors: LightRAG's top-10 == brute-force cosine over the source matrix
-                    matrix = np.stack([records[k].vector for k in keys])
-                    norm = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-                    rng = np.random.default_rng(7)
-                    for qi in range(20):
-                        q = (matrix[rng.integers(len(keys))] + rng.normal(0, 0.05, matrix.shape[1])).astype(np.float32)
-                        s.lookup[f"q{qi}"] = q
-                        res = await s.query(f"q{qi}", top_k=10)
-                        scores = norm @ (q / np.linalg.norm(q))
-                        kth = np.sort(scores)[::-1][min(10, len(keys)) - 1]
-                        best: dict = {}
-                        for i, k in enumerate(keys):
-                            ident = _result_id(store.namespace, k, records[k].payload)
-                            best[ident] = max(best.get(ident, -9.0), float(scores[i]))
-                        assert len(res) == min(10, len(best)), (store.name, qi)
-                        exact_top = {i for i, v in best.items() if v > kth + 1e-5}
-                        got_ids = {_result_id(store.namespace, r.get("id"), r) for r in res}
-                        # the same top-10 as brute force; only exact ties at the 10th place may swap
-                        assert exact_top <= got_ids, (store.name, qi)
-                        assert all(best[i] >= kth - 1e-5 for i in got_ids), (store.name, qi)
+                    await check_top10(s, store.namespace, records)
                 elif store.kind is StoreKind.GRAPH_NODES:
                     g = lr["graph"]
                     for key, rec in records.items():
@@ -153,14 +134,6 @@ async def _check_with_lightrag(src_session, config, stores, dims, url: str) -> N
                 await g.remove_nodes([a, b])
         finally:
             await close_storages(lr)
-
-
-def _result_id(namespace: str, key, payload: dict):
-    if namespace == "entities":
-        return payload.get("entity_name")
-    if namespace == "relationships":
-        return (payload.get("src_id"), payload.get("tgt_id"))
-    return key
 
 
 @pytest.mark.parametrize("wd,ws", realdata_workspaces(), ids=lambda v: str(getattr(v, "name", v)) or "root")

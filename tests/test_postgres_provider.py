@@ -201,23 +201,34 @@ def test_repeated_key_ends_once_with_its_last_value(pg_module_db, batches, expec
 
 
 def _vector_indexes(url: str) -> dict:
+    """{index name: (table, valid, predicate)} of the HNSW indexes of LightRAG's vector tables."""
     async def go():
         conn = await asyncpg.connect(url)
         try:
             rows = await conn.fetch(
-                "SELECT c.relname AS tab, i.indisvalid AS valid, pg_get_indexdef(i.indexrelid) AS def "
-                "FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
-                "WHERE c.relname LIKE 'lightrag_vdb_%' AND pg_get_indexdef(i.indexrelid) LIKE '%USING hnsw%'")
-            return {r["tab"]: (r["valid"], r["def"]) for r in rows}
+                "SELECT i.relname AS name, c.relname AS tab, x.indisvalid AS valid, pg_get_indexdef(x.indexrelid) AS def "
+                "FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid "
+                "WHERE c.relname LIKE 'lightrag_vdb_%' AND pg_get_indexdef(x.indexrelid) LIKE '%USING hnsw%'")
+            return {r["name"]: (r["tab"], r["valid"], r["def"]) for r in rows}
         finally:
             await conn.close()
 
     return asyncio.run(go())
 
 
+def _assert_own_and_shared(indexes: dict, ws: str, tables: int = 3) -> None:
+    """Each vector table: the workspace's own index and LightRAG's (named as LightRAG names it) excluding it."""
+    own = [d for _, v, d in indexes.values() if v and f"WHERE ((workspace)::text = '{ws}'::text)" in d]
+    shared = [n for n, (_, v, d) in indexes.items() if v and n.endswith("_hnsw_cosine") and f"'{ws}'::text" in d
+              and "<> ALL" in d]
+    assert len(own) == len(shared) == tables, indexes
+    assert all(v for _, v, _ in indexes.values()), indexes  # nothing half-built is left
+
+
 def test_vector_stores_load_first_and_their_indexes_are_built(pg_fresh_db):
     """The PostgreSQL target loads text_chunks and the vector stores first (copy_order) and builds
-    each HNSW index in the background; when migrate returns, every index exists and is valid."""
+    each HNSW index in the background; when migrate returns, every index exists and is valid: the
+    workspace's own one, with LightRAG's parameters, and LightRAG's (for other workspaces) excluding it."""
     url = pg_fresh_db
     result, _, _ = _migrate(REALDATA / "ryvin__MultiFileRAG__rag_storage", url, "idx")
     assert result.job.verification["ok"]
@@ -226,19 +237,20 @@ def test_vector_stores_load_first_and_their_indexes_are_built(pg_fresh_db):
     assert order[0] == "text_chunks" and order[1:1 + len(vectors)] == vectors
     assert order.index("chunk_entity_relation.nodes") < order.index("chunk_entity_relation.edges")
     indexes = _vector_indexes(url)
-    assert len(indexes) == len(vectors) == 3
-    assert all(valid and "m='16', ef_construction='64'" in d for valid, d in indexes.values()), indexes
+    _assert_own_and_shared(indexes, "idx", len(vectors))
+    assert all("m='16', ef_construction='64'" in d for _, _, d in indexes.values()), indexes
+    assert [n.split(": ")[1].split(",")[0] for n in result.plan.target_notes] == ["partial"] * 3
 
 
-def test_failed_index_build_fails_the_job_and_resume_builds_it(pg_fresh_db):
+def test_failed_index_preparation_fails_the_job_and_resume_builds_them(pg_fresh_db):
     url = pg_fresh_db
     src = resolve_target(str(REALDATA / "macking3__lucaOS__rag_storage"))
     bad = resolve_target(f"{url}?embedding_model={MODEL}&maintenance_work_mem=1kB", workspace="w")
-    with pytest.raises(TargetError, match="building the vector index of .*resume") as err:
+    with pytest.raises(TargetError, match="preparing the vector indexes of .*maintenance_work_mem.*resume") as err:
         asyncio.run(migrate(src, bad, batch_size=200))
     assert err.value.job.status.value != "completed"
-    assert _vector_indexes(url) == {}  # nothing half-built is left
+    assert all(v for _, v, _ in _vector_indexes(url).values())  # nothing half-built is left
     good = resolve_target(f"{url}?embedding_model={MODEL}", workspace="w")
     result = asyncio.run(migrate(src, good, batch_size=200, resume=err.value.job.job_id))
     assert result.job.status.value == "completed" and result.job.verification["ok"]
-    assert len(_vector_indexes(url)) == 3 and all(v for v, _ in _vector_indexes(url).values())
+    _assert_own_and_shared(_vector_indexes(url), "w")

@@ -27,7 +27,8 @@ cannot be reached), 3 (the target stopped answering while it was read).
                           "embedding_dim": int|null, "lossy_fields": {field: reason},
                           "problem": str|null, "duplicates": int}],
               "total_duplicates": int,
-              "checks": [{"name": str, "ok": bool, "detail": str, "fix": str}]} | null,
+              "checks": [{"name": str, "ok": bool, "detail": str, "fix": str}],
+              "target_notes": [str]} | null,
      "total_records": int, "migrated_records": int, "failed_records": int,
      "stores": [{"store": str, "total": int, "migrated": int, "rejected": int, "done": bool}],
      "verification": {"ok": bool, "failed_stores": [str],
@@ -35,6 +36,9 @@ cannot be reached), 3 (the target stopped answering while it was read).
                                         "source_digest", "target_digest", "lossy_fields", "examples",
                                         "error"}}} | null,
      "rejects_file": str|null, "elapsed_seconds": float}
+
+``target_notes``: what the target does beyond copying, one line each (PostgreSQL: the vector index
+strategy of each vector table and its estimated time, see ``--index-strategy``).
 
 ``lossy_fields`` maps payload field names to why the target cannot hold them; the key
 ``"(null values)"`` stands for every field set to null (a GraphML target has no null), and
@@ -81,7 +85,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import HybridRAGBackendsError, SourceError, VerificationFailed
+from ..errors import HybridRAGBackendsError, SourceError, TargetError, VerificationFailed
 from ..migration import jobstore
 from ..migration.engine import (
     MigrationPlan,
@@ -99,6 +103,7 @@ from ..secrets import redact
 from ..targets import resolve_target
 from .output import console, echo_plain, emit_json, error_line, one_line, shown
 
+INDEX_STRATEGIES = ("auto", "partial", "incremental")  # what PostgresProvider.index_strategies offers
 PLAIN_INTERVAL_S = 2.0  # how often plain (non-terminal) output reports a store's progress
 
 
@@ -132,6 +137,8 @@ class PlainProgress(_PlanRecorder):
             return
         size = f", {human_size(plan.total_bytes)}" if plan.total_bytes is not None else ""
         self.echo(f"plan: {len(plan.stores)} stores, {plan.total_records} records{size}: {plan.source} -> {plan.target}")
+        for note in plan.target_notes:
+            self.echo(f"  {note}")
 
     def job_started(self, job: MigrationJob, resumed: bool) -> None:
         self.echo(f"job {job.job_id} {'resumed' if resumed else 'started'}")
@@ -282,6 +289,8 @@ def _print_plan(plan: MigrationPlan) -> None:
     echo_plain(f"total: {total}")
     echo_plain(f"absent standard files: {', '.join(plan.absent_standard_files) or 'none'}")
     echo_plain(f"target: {'empty' if plan.target_empty else 'NOT empty (needs --force)'}")
+    for note in plan.target_notes:
+        echo_plain(f"  {note}")
     for c in plan.checks:
         fix = f" (fix: {c.fix})" if not c.ok and c.fix else ""
         echo_plain(f"pre-flight {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}{fix}")
@@ -314,11 +323,14 @@ def _print_summary(job: MigrationJob, elapsed: float) -> None:
 @click.option("--no-verify", is_flag=True, help="Skip the count and digest comparison after the copy.")
 @click.option("--allow-rejects", is_flag=True, help="Complete the job even if some source records were rejected.")
 @click.option("--allow-empty", is_flag=True, help="Copy a source that holds no LightRAG record (else exit 1).")
+@click.option("--index-strategy", type=click.Choice(INDEX_STRATEGIES), default=None,
+              help="PostgreSQL target: how vector indexes shared with other workspaces are kept "
+                   "(default auto; the plan says which and how long).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result (shape in the module docs).")
 def migrate_command(
     source: str, target: str, workspace: Optional[str], target_workspace: Optional[str], batch_size: int,
     resume: Optional[str], dry_run: bool, force: bool, no_verify: bool, allow_rejects: bool, allow_empty: bool,
-    as_json: bool,
+    index_strategy: Optional[str], as_json: bool,
 ) -> None:
     """Copy a whole LightRAG database to another backend or location, resumable and verified.
 
@@ -347,6 +359,8 @@ def migrate_command(
         dst = resolve_target(
             target, workspace=target_workspace if target_workspace is not None else workspace, for_write=True
         )
+        if index_strategy is not None:
+            _set_index_strategy(dst, index_strategy)
         result = _run_interruptible(
             lambda stop: migrate(
                 src, dst, batch_size=batch_size, resume=resume, dry_run=dry_run, force=force,
@@ -383,6 +397,14 @@ def migrate_command(
     if error is not None:
         error_line(error)
         sys.exit(exit_code)
+
+
+def _set_index_strategy(dst: Any, strategy: str) -> None:
+    """--index-strategy goes to the target's config (the URL option ``index_strategy`` does the same)."""
+    if strategy not in getattr(dst.provider, "index_strategies", ()):
+        raise TargetError(f"--index-strategy applies to PostgreSQL targets; the target is {dst.provider.name}: "
+                          f"leave the option out")
+    dst.config.extra_options = {**(dst.config.extra_options or {}), "index_strategy": strategy}
 
 
 @click.command("verify")

@@ -112,6 +112,8 @@ class MigrationPlan:
     target_empty: bool
     checks: List[Check] = field(default_factory=list)  # pre-flight (see preflight())
     target_problem: Optional[str] = None  # why the target could not be inspected (a pre-flight failure)
+    # what the target will do beyond copying (e.g. PostgreSQL: each vector index strategy, its estimated time)
+    target_notes: List[str] = field(default_factory=list)
 
     @property
     def total_records(self) -> int:
@@ -138,6 +140,7 @@ class MigrationPlan:
             "target_empty": self.target_empty,
             "total_duplicates": self.total_duplicates,
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix} for c in self.checks],
+            "target_notes": list(self.target_notes),
         }
 
 
@@ -190,7 +193,16 @@ async def make_plan(src: BackendSession, dst: BackendSession, source: ResolvedTa
         empty, problem = False, str(exc)
     except Exception as exc:
         empty, problem = False, f"cannot inspect the target {target.location}: {type(exc).__name__}: {redact(exc)}"
-    return MigrationPlan(source.location, target.location, plans, absent, empty, target_problem=problem)
+    notes: List[str] = []
+    if problem is None and hasattr(dst, "plan_target"):  # optional: what the target will do, given the counts
+        try:
+            notes = list(await _maybe_await(dst.plan_target([(p.store, p.count) for p in plans])))
+        except HybridRAGBackendsError:
+            raise
+        except Exception as exc:
+            problem = f"cannot plan the target {target.location}: {type(exc).__name__}: {redact(exc)}"
+    return MigrationPlan(source.location, target.location, plans, absent, empty, target_problem=problem,
+                         target_notes=notes)
 
 
 def _jobs_folder_check() -> Check:

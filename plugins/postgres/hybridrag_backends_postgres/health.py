@@ -8,12 +8,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import asyncpg
 
-from hybridrag_backends.errors import ConfigError, ConnectionFailure
+from hybridrag_backends.errors import ConfigError, ConnectionFailure, TargetError
 from hybridrag_backends.models import BackendConfig, BackendType, StorageMetrics
 from hybridrag_backends.provider import Check
 
 from . import naming
 from .connect import LOCAL_SERVER_HINT, connect, psql_hint
+from .vector_index import PGVECTOR_INDEX_MAX_DIM, inspect
 
 MIN_VECTOR = (0, 5)
 MAX_AGE_EXCLUSIVE = (1, 8)
@@ -148,7 +149,8 @@ async def _collect(conn: asyncpg.Connection, config: BackendConfig, latency: flo
         if table.startswith("lightrag_vdb_"):
             dim = await conn.fetchval(
                 "SELECT atttypmod FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'content_vector'", table)
-            details["vector_tables"][table] = {"dimension": dim, "rows": rows}
+            details["vector_tables"][table] = {"dimension": dim, "rows": rows,
+                                               "index": await _covering_index(conn, config, table, rows)}
     counts = {t: d["rows"] for t, d in details["tables"].items()}
     for ns, table in naming.KV_TABLES.items():
         if table.lower() in counts:
@@ -174,12 +176,28 @@ async def _collect(conn: asyncpg.Connection, config: BackendConfig, latency: flo
     m.chunk_count = m.store_counts.get("text_chunks", m.store_counts.get("chunks", 0))
     m.doc_count = m.store_counts.get("full_docs", m.store_counts.get("doc_status", 0))
     m.details = details
+    for table, info in details["vector_tables"].items():
+        if info["rows"] and info["index"] is None and info["dimension"] <= PGVECTOR_INDEX_MAX_DIM:
+            m.warnings.append(
+                f"{table}: no valid vector index holds workspace {ws!r}'s rows (a migration left unfinished?); "
+                f"LightRAG searches them by scanning the table: resume or rerun the migration")
     problems = [name for name, v in details["extensions"].items() if v is None]
     if problems:
         m.health = "degraded"
         m.warnings.append(f"extension(s) not created in this database: {', '.join(problems)}; "
                           f"'hybridrag-backends validate' on the same target prints the command that creates them")
     return m
+
+
+async def _covering_index(conn: asyncpg.Connection, config: BackendConfig, table: str, rows: int) -> Optional[str]:
+    """The valid vector index holding the workspace's rows (its own, or LightRAG's shared one), if any."""
+    if not rows:
+        return None
+    try:
+        state = await inspect(conn, table, config.vector_index_type, count_rows=False)
+    except TargetError:  # an index of unknown coverage: say so rather than guess
+        return "unknown"
+    return state.covered_by(config.postgres_workspace)
 
 
 async def _has_label(conn: asyncpg.Connection, graph: str, label: str) -> bool:

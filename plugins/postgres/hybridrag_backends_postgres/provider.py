@@ -7,7 +7,11 @@ Query parameters besides ``sslmode``:
   (``LIGHTRAG_VDB_ENTITY_<model>_<dim>d``); set them to what the reading LightRAG uses;
 * ``vector_index_type`` (hnsw / ivfflat), ``hnsw_m``, ``hnsw_ef``, ``max_connections``;
 * ``maintenance_work_mem`` (e.g. ``1GB``, used while building vector indexes) and
-  ``defer_index=1`` (leave the vector index build for later; LightRAG builds it on its next start).
+  ``defer_index=1`` (leave the vector index build for later; LightRAG builds it on its next start; only
+  into tables no other workspace uses);
+* ``index_strategy`` (auto / partial / incremental, as ``migrate --index-strategy``) and ``index_writers``
+  (connections of an incremental load, default 2): how vector indexes shared with other workspaces are
+  kept (vector_index.py).
 
 A password in the URL is used, never shown; prefer ``${VAR}`` references in the registry.
 """
@@ -22,6 +26,7 @@ from hybridrag_backends.provider import BackendProvider, BackendSession, Check
 from hybridrag_backends.secrets import resolve_env_refs, strip_password
 
 from . import health
+from .vector_index import STRATEGIES
 
 URL_OPTIONS = {
     "embedding_model": "embedding_model",
@@ -31,13 +36,14 @@ URL_OPTIONS = {
     "hnsw_ef": "hnsw_ef",
     "max_connections": "postgres_max_connections",
 }
-EXTRA_URL_OPTIONS = ("maintenance_work_mem", "defer_index", "ivfflat_lists")
+EXTRA_URL_OPTIONS = ("maintenance_work_mem", "defer_index", "ivfflat_lists", "index_strategy", "index_writers")
 
 
 class PostgresProvider(BackendProvider):
     name = "postgres"
     description = "PostgreSQL with pgvector and Apache AGE (LightRAG's PG* storages)"
     url_schemes = ("postgresql", "postgres")
+    index_strategies = STRATEGIES  # migrate --index-strategy (vector_index.py)
 
     def config_from_target(self, target: str, *, workspace: Optional[str] = None) -> BackendConfig:
         query = {k: v[-1] for k, v in parse_qs(urlsplit(target).query).items()}

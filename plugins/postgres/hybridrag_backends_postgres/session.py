@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Tuple
 
@@ -35,6 +34,7 @@ from hybridrag_backends.secrets import redact
 from . import columns as cols
 from . import graph as age
 from . import naming, ownschema
+from . import vector_index as vix
 from .connect import connect, where
 from .lightrag_schema import create_schema
 
@@ -42,13 +42,11 @@ RETRYABLE = (
     asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError, ConnectionError, OSError, ConnectionFailure,
 )
-PGVECTOR_INDEX_MAX_DIM = 2000
 PER_RECORD_VECTOR = "vector"  # NanoVectorDB's per-record float16 copy (see migration/verify.py)
 PER_RECORD_VECTOR_LOST = (
     "PostgreSQL keeps one float32 vector per record (content_vector, compared exactly), which LightRAG also "
     "returns from get_vectors_by_ids; NanoVectorDB's per-record float16 'vector' field is not kept apart"
 )
-MEM_RE = re.compile(r"^\d+\s*(kB|MB|GB)$")
 
 
 class PostgresSession(BackendSession):
@@ -69,6 +67,9 @@ class PostgresSession(BackendSession):
         self._vector_dims: Dict[str, int] = {}
         self._builds: Dict[str, "asyncio.Task[None]"] = {}
         self._build_slots = asyncio.Semaphore(max(1, int(extra.get("index_builds", 1))))
+        # per vector table: the index strategy of this run (vector_index.Choice.to_dict())
+        self._index_choices: Dict[str, Dict[str, Any]] = {}
+        self._writers: List[Tuple[asyncpg.Connection, set]] = []  # incremental loads: extra connections
 
     # -- connections -----------------------------------------------------------
 
@@ -84,13 +85,14 @@ class PostgresSession(BackendSession):
             with contextlib.suppress(BaseException):
                 await task
         self._builds = {}
-        for c in (self.conn, self.lock_conn):
+        for c in (self.conn, self.lock_conn, *(w for w, _ in self._writers)):
             if c is not None and not c.is_closed():
                 try:
                     await c.close(timeout=5)
                 except Exception:
                     c.terminate()
         self.conn = self.lock_conn = None
+        self._writers = []
 
     async def _lock_workspace(self) -> None:
         """One migration per workspace: a session-level advisory lock on a dedicated connection."""
@@ -348,16 +350,14 @@ class PostgresSession(BackendSession):
             elif s.kind in (StoreKind.KV, StoreKind.DOC_STATUS) and s.namespace not in naming.KV_TABLES and s.namespace != "doc_status":
                 pass  # extra KV store: hybridrag_extra_kv
         self._vector_dims = vectors
+        await self._refuse_index_type_change(vectors)
         graph = any(s.kind in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES) for s in stores)
         self.vector_tables = await create_schema(
             self.config, self.ws, [*STANDARD_KV_NAMESPACES, "doc_status"], vectors, graph)
         fresh = not any(cp.migrated_count or cp.done for cp in job.checkpoints)
         if force and fresh:
             await self._clear_workspace()
-        for s in stores:
-            cp = job.checkpoint(s.name)
-            if s.kind is StoreKind.VECTOR and not (cp and cp.done):
-                await self._drop_vector_index(self.vector_tables[s.namespace])
+        await self._prepare_vector_indexes(stores, job)
 
     async def _clear_workspace(self) -> None:
         async with self.conn.transaction():
@@ -370,57 +370,124 @@ class PostgresSession(BackendSession):
                 await self.conn.execute(f'DELETE FROM {g}."DIRECTED"')
                 await self.conn.execute(f"DELETE FROM {g}.base")
 
-    def _index_name(self, table: str) -> str:
-        from lightrag.kg.postgres_impl import _safe_index_name
+    # -- vector indexes (vector_index.py: the layout and the strategies) ------------
 
-        return _safe_index_name(table, f"{self.config.vector_index_type}_cosine")
+    async def _refuse_index_type_change(self, vectors: Dict[str, int]) -> None:
+        """LightRAG's initialize() drops a table's vector index of the other type (hnsw <-> ivfflat) and
+        builds its own over every workspace's rows: refuse before it runs when others use the table."""
+        for ns, dim in vectors.items():
+            table = naming.vector_table(ns, self.config.embedding_model, dim)
+            state = await vix.inspect(self.conn, table, self.config.vector_index_type)
+            if state.other_kind and state.shared is None and any(n for w, n in state.rows.items() if w != self.ws):
+                raise TargetError(
+                    f"{state.table} has a {state.other_kind} vector index that other workspaces use; with "
+                    f"vector_index_type={self.config.vector_index_type} LightRAG would drop it and rebuild it over "
+                    f"the whole table: add ?vector_index_type={state.other_kind} to the target URL")
 
-    async def _drop_vector_index(self, table: str) -> None:
-        # Maintaining HNSW row by row is ~100x slower than building it once after the load.
-        await self.conn.execute(f"DROP INDEX IF EXISTS {self._index_name(table)}")
+    async def _choose_indexes(self, todo: List[Tuple[StoreInfo, int]], saved: Dict[str, Any]) -> List[tuple]:
+        """(store, table, Choice, TableIndexes) per vector store with ``new_rows`` to load. The strategy:
+        the index_strategy option (--index-strategy), else the one the job started with, else auto."""
+        requested = str((self.config.extra_options or {}).get("index_strategy") or "").strip().lower()
+        out = []
+        for store, new_rows in todo:
+            dim = store.embedding_dim or self.config.embedding_dim
+            table = self.vector_tables.get(store.namespace) or naming.vector_table(
+                store.namespace, self.config.embedding_model, dim)
+            state = await vix.inspect(self.conn, table, self.config.vector_index_type)
+            prior = (saved.get(table.lower()) or {}).get("strategy")
+            strategy = requested or (prior if prior in ("partial", "incremental") else "auto")
+            choice = vix.choose(state, self.ws, new_rows, dim, strategy, vix.writers(self.config))
+            if strategy != "auto":
+                choice.reason += " (--index-strategy)" if requested else " (as the job started)"
+            out.append((store, table, choice, state))
+        return out
+
+    async def plan_target(self, stores: List[Tuple[StoreInfo, Optional[int]]]) -> List[str]:
+        """Plan notes: the index strategy of each vector table and its estimated time."""
+        todo = [(s, n or 0) for s, n in stores if s.kind is StoreKind.VECTOR
+                and s.namespace in naming.VECTOR_BASE_TABLES and (s.embedding_dim or self.config.embedding_dim)]
+        if not todo or not self.config.embedding_model:
+            return []
+        try:
+            return [choice.note() for _, _, choice, _ in await self._choose_indexes(todo, {})]
+        except TargetError as exc:
+            return [f"vector indexes: {exc}"]
+
+    async def _prepare_vector_indexes(self, stores: List[StoreInfo], job: MigrationJob) -> None:
+        """Set each vector table up for its strategy before any row is written. No other workspace
+        loses its index at any moment (see vector_index.exclude)."""
+        todo = []
+        for s in stores:
+            if s.kind is StoreKind.VECTOR:
+                cp = job.checkpoint(s.name)
+                todo.append((s, max(0, cp.total_count - cp.migrated_count) if cp else 0))
+        defer = str((self.config.extra_options or {}).get("defer_index", "")).lower() in ("1", "true", "yes")
+        for store, table, choice, state in await self._choose_indexes(todo, job.options.get("vector_indexes") or {}):
+            cp = job.checkpoint(store.name)
+            try:
+                if defer and choice.strategy != "none":
+                    await self._defer_index(table, state)
+                    choice.strategy, choice.reason = "deferred", "defer_index=1: LightRAG builds the index on its next start"
+                elif choice.strategy == "partial":
+                    state = await vix.exclude(self.config, table, self.ws)
+                    if not (cp and cp.done) and self.ws in state.own:
+                        await vix.drop_own(self.config, table, self.ws)  # rebuilt once the rows are in
+                if choice.strategy != "deferred":
+                    await vix.drop_invalid(self.config, state, self.ws)
+            except (TargetError, MigrationInterrupted):
+                raise
+            except RETRYABLE as exc:
+                raise MigrationInterrupted(
+                    f"lost the connection to {where(self.config)} while preparing the vector indexes of {table}: "
+                    f"{type(exc).__name__}: {redact(exc)}; every index other workspaces use is in place; "
+                    f"resume with --resume {job.job_id}") from exc
+            except asyncpg.PostgresError as exc:
+                raise TargetError(
+                    f"preparing the vector indexes of {table} on {where(self.config)} failed: {type(exc).__name__}: "
+                    f"{redact(exc)}; every index other workspaces use is in place: fix the cause "
+                    f"(e.g. maintenance_work_mem) and resume with --resume {job.job_id}") from exc
+            self._index_choices[table.lower()] = choice.to_dict()
+        job.options["vector_indexes"] = dict(self._index_choices)
+
+    async def _defer_index(self, table: str, state: "vix.TableIndexes") -> None:
+        """defer_index=1 (load without any index; LightRAG builds its own on its next start): only where no
+        other workspace has rows, since dropping the table's index would take it away from them."""
+        others = sorted(w for w, n in state.rows.items() if n and w != self.ws)
+        if others:
+            raise TargetError(
+                f"defer_index=1 would drop the vector index of {state.table}, which {len(others)} other workspace(s) "
+                f"use ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); remove defer_index from the URL")
+        async with vix.maintenance_connection(self.config, table) as conn:
+            for name in [vix.shared_name(table, self.config.vector_index_type), *(i.name for i in state.own.values())]:
+                await conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
 
     def _start_index_build(self, namespace: str, job: MigrationJob) -> None:
         table = self.vector_tables[namespace]
         if table not in self._builds:
-            self._builds[table] = asyncio.create_task(self._build_vector_index(table, self._vector_dims[namespace], job))
+            self._builds[table] = asyncio.create_task(self._build_vector_index(table, job))
 
-    async def _build_vector_index(self, table: str, dim: int, job: MigrationJob) -> None:
-        """CREATE INDEX on a connection of its own (one build at a time, ``index_builds`` to change),
-        then ANALYZE. A build cut short is rolled back by the server; the next run builds it again."""
-        extra = self.config.extra_options or {}
-        if str(extra.get("defer_index", "")).lower() in ("1", "true", "yes"):
-            return  # LightRAG creates it on its next initialize()
-        if dim > PGVECTOR_INDEX_MAX_DIM:
-            # pgvector indexes `vector` columns up to 2000 dimensions; LightRAG logs the same failure and
-            # goes on with exact (sequential) search, so the table is left without an index too.
-            job.options.setdefault("notes", []).append(
-                f"{table}: no {self.config.vector_index_type} index ({dim} dimensions > {PGVECTOR_INDEX_MAX_DIM}); "
-                f"LightRAG searches it exactly")
+    async def _build_vector_index(self, table: str, job: MigrationJob) -> None:
+        """The workspace's own index (CREATE INDEX CONCURRENTLY on a connection of its own, ``index_builds``
+        at a time) unless its rows went into an index that covers them (incremental), then ANALYZE. A build
+        cut short leaves an invalid index no query uses; the next run drops it and builds again."""
+        choice = self._index_choices.get(table.lower(), {})
+        strategy = choice.get("strategy")
+        if strategy == "deferred":
             return
-        mem = str(extra.get("maintenance_work_mem", "512MB"))
-        if not MEM_RE.match(mem):
-            raise TargetError(f"maintenance_work_mem={mem!r} is not a size like 512MB or 1GB")
-        name = self._index_name(table)
-        if self.config.vector_index_type == "ivfflat":
-            method = f"ivfflat (content_vector vector_cosine_ops) WITH (lists = {int(extra.get('ivfflat_lists', 100))})"
-        else:
-            method = (f"hnsw (content_vector vector_cosine_ops) "
-                      f"WITH (m = {self.config.hnsw_m}, ef_construction = {self.config.hnsw_ef})")
-        async def build() -> None:
-            conn = await connect(self.config, vectors=False)
-            try:
-                async with conn.transaction():
-                    # a build whose client died (SIGKILL) stops within seconds instead of running on,
-                    # holding the table, until it would find out at COMMIT (PostgreSQL 14+)
-                    await conn.execute(f"SET LOCAL maintenance_work_mem = '{mem}'; "
-                                       f"SET LOCAL client_connection_check_interval = '2s'")
-                    await conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING {method}")
-                await conn.execute(f"ANALYZE {table}")
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.close(timeout=5)
+        if strategy == "none":
+            job.options.setdefault("notes", []).append(f"{table}: no {self.config.vector_index_type} index ({choice['reason']})")
+            return
 
-        async with self._build_slots:  # a server restart rolls the build back: it starts again
+        async def build() -> None:
+            if strategy != "partial":
+                async with vix.maintenance_connection(self.config) as conn:
+                    state = await vix.inspect(conn, table, self.config.vector_index_type, count_rows=False)
+                    if state.covered_by(self.ws):
+                        await conn.execute(f"ANALYZE {table}")
+                        return
+            await vix.build_own(self.config, table, self.ws)
+
+        async with self._build_slots:  # a server restart cancels the build: it starts again
             await self._retrying(build, f"building the vector index of {table}",
                                  f"the rows are in place; resume with --resume {job.job_id} to build it")
 
@@ -504,10 +571,11 @@ class PostgresSession(BackendSession):
                     await on_retry()
 
     async def _reconnect(self) -> None:
-        for c in (self.conn, self.lock_conn):
+        for c in (self.conn, self.lock_conn, *(w for w, _ in self._writers)):
             if c is not None:
                 c.terminate()
         self.conn = self.lock_conn = None
+        self._writers = []
         try:
             await self.connect()
             await self._lock_workspace()
@@ -579,25 +647,48 @@ class PostgresSession(BackendSession):
         await self._copy_rows(table, names, keys, rows)
         await self._replace_overlays(store, keys, overlays)
 
-    async def _copy_rows(self, table: str, names: List[str], keys: List[str], rows: List[tuple]) -> None:
+    async def _copy_rows(self, table: str, names: List[str], keys: List[str], rows: List[tuple],
+                         conn: Optional[asyncpg.Connection] = None, stages: Optional[set] = None) -> None:
         """COPY ``rows`` into ``table``: straight in when none of the keys is there yet (a fresh load:
         one write per row), else through a temp table merged with INSERT ... ON CONFLICT DO UPDATE."""
-        present = await self.conn.fetchval(
+        if conn is None and len(rows) > 1 and self._index_choices.get(table.lower(), {}).get("strategy") == "incremental":
+            await self._copy_rows_parallel(table, names, keys, rows)
+            return
+        conn, stages = conn or self.conn, self._stages if stages is None else stages
+        present = await conn.fetchval(
             f"SELECT count(*) FROM {table} WHERE workspace = $1 AND id = ANY($2::text[])", self.ws, keys)
         if not present:
-            await self.conn.copy_records_to_table(table.lower(), records=rows, columns=names)
+            await conn.copy_records_to_table(table.lower(), records=rows, columns=names)
             return
         stage = f"hrb_stage_{table.lower()}"
-        if stage not in self._stages:
-            await self.conn.execute(
+        if stage not in stages:
+            await conn.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-            self._stages.add(stage)
-        await self.conn.copy_records_to_table(stage, records=rows, columns=names)
+            stages.add(stage)
+        await conn.copy_records_to_table(stage, records=rows, columns=names)
         cols_sql = ", ".join(names)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in names if c not in ("workspace", "id"))
-        await self.conn.execute(
+        await conn.execute(
             f"INSERT INTO {table} ({cols_sql}) SELECT {cols_sql} FROM {stage} "
             f"ON CONFLICT (workspace, id) DO UPDATE SET {updates}")
+
+    async def _copy_rows_parallel(self, table: str, names: List[str], keys: List[str], rows: List[tuple]) -> None:
+        """Incremental strategy: pgvector inserts each row into the index covering the workspace, several
+        times slower than the COPY itself, so slices of the batch go over ``index_writers`` connections,
+        each committed on its own. Writing rows is idempotent and the job row (the checkpoint) commits after
+        them on the main connection, so a crash between the two only makes the resume write them again."""
+        n = vix.writers(self.config)
+        while len(self._writers) < n:
+            self._writers.append((await connect(self.config), set()))
+        size = -(-len(rows) // n)
+
+        async def write_slice(i: int) -> None:
+            conn, stages = self._writers[i]
+            async with conn.transaction():
+                await self._copy_rows(table, names, keys[i * size:(i + 1) * size], rows[i * size:(i + 1) * size],
+                                      conn, stages)
+
+        await asyncio.gather(*(write_slice(i) for i in range(n) if i * size < len(rows)))
 
     async def _replace_overlays(self, store: StoreInfo, keys: List[str], overlays: List[tuple]) -> None:
         await self.conn.execute(
