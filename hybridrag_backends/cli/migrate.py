@@ -21,7 +21,14 @@ flight, which the target drops on resume).
      "verification": {"ok": bool, "failed_stores": [str],
                       "stores": {name: {"store", "ok", "source_count", "target_count", "rejected",
                                         "source_digest", "target_digest", "lossy_fields", "examples"}}} | null,
-     "rejects_file": str|null, "elapsed_seconds": float}
+     "rejects_file": str|null, "elapsed_seconds": float,
+     "switch": {"database": str, "job_id": str, "backend": str, "location": str, "previous_location": str,
+                "notes": [str]} | null,
+     "warnings": [str]}
+
+``switch`` is set when ``--switch`` repointed the registry entry (see :mod:`hybridrag_backends.cutover`);
+``warnings`` names the stale migration locks this run took over (left by a killed run). ``verification``
+gains ``"source_changed": str`` when the source changed during the copy (the job then fails, exit 4).
 
 ``lossy_fields`` maps payload field names to why the target cannot hold them; the key
 ``"(null values)"`` stands for every field set to null (a GraphML target has no null).
@@ -54,6 +61,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from ..cutover import Cutover, resolve_destination
 from ..errors import HybridRAGBackendsError, SourceError
 from ..migration import jobstore
 from ..migration.engine import MigrationPlan, ProgressListener, StorePlan, migrate
@@ -62,7 +70,8 @@ from ..migration.verify import StoreVerification
 from ..models import human_size
 from ..secrets import redact
 from ..targets import resolve_target
-from .output import console, echo_plain, emit_json, error_line, one_line, shown
+from ..watcher import DatabaseMigrationLock, databases_involved
+from .output import console, echo_plain, emit_json, error_line, one_line, shown, warn
 
 PLAIN_INTERVAL_S = 2.0  # how often plain (non-terminal) output reports a store's progress
 
@@ -262,15 +271,20 @@ def _print_summary(job: MigrationJob, elapsed: float) -> None:
 @click.option("--force", is_flag=True, help="Replace the stores of a target that already holds data.")
 @click.option("--no-verify", is_flag=True, help="Skip the count and digest comparison after the copy.")
 @click.option("--allow-rejects", is_flag=True, help="Complete the job even if some source records were rejected.")
+@click.option("--switch", is_flag=True,
+              help="After a verified copy, point the --from registry entry at the target (undo: db switch NAME --back).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result (shape in the module docs).")
 def migrate_command(
     source: str, target: str, workspace: Optional[str], target_workspace: Optional[str], batch_size: int,
-    resume: Optional[str], dry_run: bool, force: bool, no_verify: bool, allow_rejects: bool, as_json: bool,
+    resume: Optional[str], dry_run: bool, force: bool, no_verify: bool, allow_rejects: bool, switch: bool,
+    as_json: bool,
 ) -> None:
     """Copy a whole LightRAG database to another backend or location, resumable and verified.
 
-    Exit codes: 0 done, 1 not found, 2 source error (or records rejected), 3 target error,
-    4 verification failed, 5 interrupted with the checkpoint saved (resume with --resume).
+    TARGET may be a bare backend name (postgres, mongodb, json): the --from entry's own settings for
+    that backend. Exit codes: 0 done, 1 not found, 2 source error (or records rejected, or the database
+    is being migrated by another run), 3 target error, 4 verification failed (or the source changed
+    during the copy), 5 interrupted with the checkpoint saved (resume with --resume).
     """
     started = time.monotonic()
     if as_json:
@@ -281,15 +295,27 @@ def migrate_command(
         listener = PlainProgress(lambda line: click.echo(redact(line)), show_plan=not dry_run)
     job: Optional[MigrationJob] = None
     error: Optional[HybridRAGBackendsError] = None
+    switched: Optional[Dict[str, Any]] = None
+    warnings: List[str] = []
+    locks: Optional[DatabaseMigrationLock] = None
     try:
         src = resolve_target(source, workspace=workspace)
-        dst = resolve_target(
-            target, workspace=target_workspace if target_workspace is not None else workspace, for_write=True
-        )
+        destination = resolve_destination(target, src, switch=switch,
+                                          workspace=target_workspace if target_workspace is not None else workspace)
+        dst = destination.resolved
+        cutover = Cutover.prepare(src, destination, workspace=workspace, verify=not no_verify) if switch else None
+        locks = DatabaseMigrationLock(databases_involved(src, dst), source=src.location, target=dst.location)
+
+        def claim(job_id: str) -> None:  # the databases' migration locks, before the target's and the job
+            for stale in locks.acquire(job_id):
+                warnings.append(f"took over the migration lock of {stale.database!r} left by {stale.describe()}, "
+                                f"which ended without releasing it (the lock was stale)")
+                warn(warnings[-1])
+
         result = _run_interruptible(
             lambda stop: migrate(
                 src, dst, batch_size=batch_size, resume=resume, dry_run=dry_run, force=force,
-                verify=not no_verify, allow_rejects=allow_rejects, progress=listener, stop=stop,
+                verify=not no_verify, allow_rejects=allow_rejects, progress=listener, stop=stop, before_job=claim,
             ),
             lambda: error_line("stopping after the batch in flight (Ctrl-C again to abandon it)"),
         )
@@ -297,10 +323,14 @@ def migrate_command(
         problems = [s for s in result.plan.stores if s.problem]
         if dry_run and problems:  # the real run would stop there: say so with the exit code too
             error = SourceError(f"{len(problems)} store(s) cannot be read completely: {problems[0].problem}")
+        if cutover is not None and job is not None:
+            switched = cutover.apply(job.job_id)  # still holding the databases' locks
     except HybridRAGBackendsError as exc:
         error = exc
-        job = getattr(exc, "job", None)
+        job = getattr(exc, "job", job)
     finally:
+        if locks is not None:
+            locks.release()
         if isinstance(listener, RichProgress):
             listener.close()
     elapsed = time.monotonic() - started
@@ -311,12 +341,19 @@ def migrate_command(
         out.update(
             dry_run=dry_run, plan=plan.to_dict() if plan else None, exit_code=exit_code,
             error=one_line(error) if error is not None else None, elapsed_seconds=round(elapsed, 3),
+            switch=switched, warnings=warnings,
         )
         emit_json(out)
     elif dry_run and listener.plan_seen is not None:
         _print_plan(listener.plan_seen)
     elif job is not None:
         _print_summary(job, elapsed)
+        if switched is not None:
+            echo_plain(f"switched registry entry {switched['database']} to {switched['backend']} "
+                       f"({switched['location']}; it was {switched['previous_location']}); to undo: "
+                       f"run: hybridrag-backends db switch {switched['database']} --back")
+            for note in switched["notes"]:
+                warn(note)
     if error is not None:
         error_line(error)
         sys.exit(exit_code)
