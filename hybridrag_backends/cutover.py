@@ -188,6 +188,13 @@ def _own_destination(registry: Optional[Registry], entry: Optional[DatabaseEntry
             f"database's name as --to (a folder named {target} is ./{target})")
     if "backend_type" in config:
         config["backend_type"] = backend  # HybridRAG writes it into backend_config too
+    uri = str(config.get("connection_string") or "")
+    if backend == "postgres" and uri.startswith(("postgresql://", "postgres://")):
+        from .cli.db import build_backend_config
+
+        # HybridRAG's own BackendConfig reads the separate keys (get_env_vars), as db register --url writes them
+        separate, _ = build_backend_config(backend, uri, None, None, None, {})
+        config = {**{k: v for k, v in (separate or {}).items() if k.startswith("postgres_")}, **config}
     field_name = workspace_field(backend)
     if workspace is not None:
         config[field_name] = workspace

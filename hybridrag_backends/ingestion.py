@@ -42,7 +42,7 @@ from filelock import FileLock
 
 from .durable import write_atomic
 from .errors import ConfigError, HybridRAGBackendsError, NotFoundError, RegistryError
-from .models import DATABASE_NAME_RE, DatabaseEntry, backend_name
+from .models import DATABASE_NAME_RE, DatabaseEntry, backend_name, coerce_backend_type
 from .registry import hybridrag_home
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def record_ingestion(name: str, documents: int, seconds: float, *, backend: Opti
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError("seconds", seconds, "must be a positive number of seconds")
     path = history_path(name)
-    kind = backend_name(backend) if backend is not None else backend_name(_entry(name).backend_type)
+    kind = backend_name(coerce_backend_type(backend) if backend is not None else _entry(name).backend_type)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=30):
         data = _load(path, name)

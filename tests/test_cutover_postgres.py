@@ -175,6 +175,11 @@ def test_slowdown_command_switches_to_postgres_lightrag_reads_it_and_switch_back
     assert entry["backend_type"] == "postgres"
     config = entry["backend_config"]
     assert (config["backend_type"], config["connection_string"], config["postgres_workspace"]) == ("postgres", url, "kb")
+    parts = urlsplit(pg_fresh_db)  # the separate keys HybridRAG's own BackendConfig.get_env_vars reads (absent:
+    hybridrag_defaults = {"postgres_host": "localhost", "postgres_port": 5432, "postgres_user": "hybridrag",
+                          "postgres_database": "hybridrag"}  # its defaults, which are then the URL's)
+    assert [config.get(k, default) for k, default in hybridrag_defaults.items()] == [
+        parts.hostname, parts.port, parts.username, parts.path.lstrip("/")]
     assert config["extra_options"]["switched_from"]["entry"] == {
         "backend_type": "json", "backend_config": {"backend_type": "json", "connection_string": url}}
     assert entry["model_config"] == {"llm_model": "azure/gpt-4o", "embedding_model": MODEL, "embedding_dim": 768}
@@ -236,3 +241,33 @@ def test_to_postgres_without_a_configuration_creates_nothing(pg_fresh_db, tmp_pa
     assert registry_file.read_text() == original
     jobs = Path(os.environ["HYBRIDRAG_HOME"]) / "jobs"
     assert not jobs.exists() or not list(jobs.iterdir())
+
+
+def test_switch_to_a_url_stores_no_password_and_keeps_the_entrys_model(pg_fresh_db, tmp_path):
+    """--to URL --switch: the entry's embedding model names the tables (the URL has none), the workspace is
+    the entry's name, the URL's password is used for the copy and never written."""
+    registry_file = Path(os.environ["HYBRIDRAG_CONFIG"])
+    password = urlsplit(pg_fresh_db).password or ""
+    assert password
+    kb = tmp_path / "kb"
+    shutil.copytree(MACKING, kb)
+    registry_file.write_text(REGISTRY.format(path=kb, url=without_password(pg_fresh_db), model=MODEL,
+                                             plain=tmp_path / "plain", inner_comment=""), encoding="utf-8")
+    switched = run("migrate", "--from", "kb", "--to", pg_fresh_db, "--switch", "--json")
+    assert switched.returncode == 0, switched.stdout[-2000:] + switched.stderr[-2000:]
+    out = json.loads(switched.stdout)
+    assert out["switch"]["location"].endswith("#kb")
+    assert out["switch"]["notes"] == ["the password given in --to is not stored: after the switch 'kb' reads it from "
+                                      "$POSTGRES_PASSWORD"]
+    text = registry_file.read_text()
+    assert password not in text and password not in switched.stdout + switched.stderr
+    config = yaml.safe_load(text)["databases"]["kb"]["backend_config"]
+    assert config["connection_string"] == without_password(pg_fresh_db) and config["postgres_workspace"] == "kb"
+    env = run("env", "kb", "--json", "--show-secrets", POSTGRES_PASSWORD=password)
+    assert env.returncode == 0, env.stderr
+    variables = json.loads(env.stdout)["env"]
+    assert (variables["POSTGRES_WORKSPACE"], variables["EMBEDDING_MODEL"], variables["POSTGRES_PASSWORD"]) == (
+        "kb", MODEL, password)
+    got = lightrag_reads(password)
+    docs, _, _, _ = source_truth()
+    assert got["docs"] == [docs[k]["content"] for k in got["keys"]["docs"]]

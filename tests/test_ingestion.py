@@ -137,7 +137,7 @@ def test_each_backend_has_its_own_baseline(tmp_path):
         record_ingestion("kb", 6, 1.0, backend="postgres")  # after a migration, on the new backend
     pg = ingestion_check(DatabaseEntry(name="kb", path="/srv/kb", backend_type="postgres"))
     assert pg.runs == BASELINE_RUNS + RECENT_RUNS - 1 and pg.slowdown_pct is None  # json's history does not count
-    record_ingestion("kb", 6, 3.0, backend="postgres")
+    record_ingestion("kb", 6, 3.0, backend="PostgreSQL")  # an alias, as BackendType reads it
     pg = ingestion_check(DatabaseEntry(name="kb", path="/srv/kb", backend_type="postgres"))
     assert pg.baseline == 6.0 and pg.recent == 6.0 and pg.slowdown_pct == 0.0
     assert json.loads(history_path("kb").read_text())["baselines"]["postgres"]["docs_per_second"] == 6.0
