@@ -258,9 +258,9 @@ class ProviderConformance:
             problems.append(f"`env` lists secrets {masked['secrets']}, expected {sorted(secrets & set(env))}")
         # `env` prints the provider's env_vars() plus what the core adds for every backend
         # (LIGHTRAG_*_STORAGE, WORKSPACE, WORKING_DIR, EMBEDDING_*): the same set as lightrag_settings()
-        from ..hybridrag import settings_for
+        from ..hybridrag import lightrag_env
 
-        expected = settings_for(config)[1]
+        expected = lightrag_env(kit.provider, config, working_dir=kit.provider.lightrag_kwargs(config).get("working_dir"))
         if shown["env"] != expected:
             problems.append(f"`env --show-secrets` gives {shown['env']}, lightrag_settings() gives {expected}")
         for var, value in env.items():
