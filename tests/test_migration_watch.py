@@ -90,6 +90,8 @@ def test_a_second_migrate_of_the_database_exits_2_and_a_killed_runs_lock_is_stal
             assert f"jobs show {job['job_id']}" in errors(second)[0]
         for dst in others:
             assert not dst.exists()  # refused before anything was created
+        back = run_cli(home, "db", "switch", "kb", "--back")  # no repointing under a running copy either
+        assert back.returncode == 2 and named in back.stderr, back.stderr
         status = run_cli(home, "status", "kb", "--json")
         assert json.loads(status.stdout)["migration"]["job_id"] == job["job_id"]
         assert any("is being migrated by job" in w for w in json.loads(status.stdout)["metrics"]["warnings"])

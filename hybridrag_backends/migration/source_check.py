@@ -69,9 +69,12 @@ async def source_change(src: BackendSession, job: MigrationJob) -> Optional[str]
     fingerprint = getattr(src, "fingerprint", None)
     if saved is None or fingerprint is None:
         return None
-    now = fingerprint()
-    if inspect.isawaitable(now):
-        now = await now
+    try:
+        now = fingerprint()
+        if inspect.isawaitable(now):
+            now = await now
+    except OSError as exc:  # a file went away while it was being looked at
+        return f"its files changed ({exc.strerror or exc}: {exc.filename})"
     now = orjson.loads(orjson.dumps(now))  # the saved copy went through JSON too
     return None if now == saved else describe_change(saved, now)
 
