@@ -93,6 +93,13 @@ class TargetBusy(TargetError):
     exit_code = 2
 
 
+class DatabaseBusy(MigrationError):
+    """A registered database is being migrated by another process (its per-database lock under
+    ``HYBRIDRAG_HOME``). Exit 2: nothing was written; the message names the running job."""
+
+    exit_code = 2
+
+
 class VerificationFailed(MigrationError):
     exit_code = 4
 

@@ -13,6 +13,10 @@
 
       from hybridrag_backends.hybridrag import backend_group
       cli.add_command(backend_group())          # hybridrag backend status mydb
+
+* For HybridRAG's watcher: :func:`migration_in_progress` (the migration of a registered database running
+  now, or None; :mod:`.watcher`), :func:`record_ingestion` and :func:`timed_ainsert` (the ingestion speed
+  history ``status NAME`` compares with ``performance_degradation_pct``; :mod:`.ingestion`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,15 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 import click
 
+from .ingestion import record_ingestion, timed_ainsert
 from .models import BackendConfig, DatabaseEntry
 from .plugins import get_provider
+from .watcher import RunningMigration, migration_in_progress, migration_lock
+
+__all__ = [
+    "RunningMigration", "backend_group", "lightrag_env", "lightrag_settings", "migration_in_progress", "migration_lock",
+    "record_ingestion", "settings_for", "timed_ainsert",
+]
 
 if TYPE_CHECKING:
     from .provider import BackendProvider

@@ -328,6 +328,9 @@ HYBRIDRAG_ENTRY_KEYS = (
     "spoonfeed_files_per_day", "max_daily_cost_usd", "max_run_cost_usd", "fallback_llm_model", "fallback_tiers",
     "fallback_llm_api_base", "fallback_llm_num_ctx", "fallback_trigger",
 )
+#: A registry name this package accepts (HybridRAG's own rule is stricter: ``registry.HYBRIDRAG_NAME``); names
+#: are also used as file names under ``HYBRIDRAG_HOME`` (migration locks, ingestion history).
+DATABASE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 #: ``backend_config.extra_options`` key (this package's own; HybridRAG's BackendConfig keeps
 #: ``extra_options`` without reading it) naming the environment variable that holds the password.
 PASSWORD_ENV_KEY = "password_env"
@@ -381,7 +384,7 @@ class DatabaseEntry:
 
     def __post_init__(self) -> None:
         self.backend_type = coerce_backend_type(self.backend_type)  # type: ignore[assignment]
-        if not self.name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", self.name):
+        if not self.name or not DATABASE_NAME_RE.fullmatch(self.name):
             raise ConfigError("name", self.name, "must be letters, digits, '_', '.' or '-' (at most 128)")
         self.watch_interval = _check_int("watch_interval", self.watch_interval, 1, 10**7)
 

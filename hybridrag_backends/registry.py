@@ -52,7 +52,8 @@ Rules:
   versions of this package, still load and work.
 
 Keys this package writes besides HybridRAG's (documented for HybridRAG users):
-``backend_config.extra_options.password_env``; for MongoDB ``backend_config.mongo_uri``
+``backend_config.extra_options.password_env``; ``backend_config.extra_options.switched_from`` (the
+previous backend, written by ``migrate --switch``, :mod:`.cutover`); for MongoDB ``backend_config.mongo_uri``
 and ``mongo_database`` (HybridRAG has no MongoDB settings); ``backend_config.workspace``
 for JSON and MongoDB (the key HybridRAG's ``backend migrate`` writes).
 """

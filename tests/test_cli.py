@@ -82,8 +82,9 @@ def test_status_json_on_realdata(cli, folder):
     result = invoke(cli, "status", str(folder), "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert set(out) == {"target", "name", "backend", "location", "metrics", "notes"}
+    assert set(out) == {"target", "name", "backend", "location", "metrics", "notes", "migration", "ingestion"}
     assert (out["target"], out["name"], out["backend"]) == (str(folder), None, "json")
+    assert out["migration"] is None and out["ingestion"] is None  # a path is no registered database
     metrics = out["metrics"]
     assert {"file_sizes", "total_size_bytes", "total_size_human", "store_counts", "entity_count", "relation_count",
             "chunk_count", "doc_count", "is_connected", "connection_latency_ms", "health", "warnings",

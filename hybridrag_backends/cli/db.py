@@ -14,8 +14,16 @@
   the keys ``register`` sets and keeps the entry's other keys (HybridRAG's ``model``,
   ``description``, ``created_at``..., any unknown key).
 * ``list`` / ``show`` print entries as the file has them (every key), passwords masked.
+* ``switch NAME --back`` undoes ``migrate --from NAME --to TARGET --switch``: the keys the switch changed get
+  their previous values back (kept in ``backend_config.extra_options.switched_from``, see
+  :mod:`hybridrag_backends.cutover`); the data is not copied back. Exit 1 when there is nothing to go back to,
+  2 while a migration of NAME runs.
 
-JSON shapes: see :mod:`hybridrag_backends.cli.main`.
+JSON shapes: see :mod:`hybridrag_backends.cli.main`; ``db switch NAME --back --json``::
+
+    {"registry": "<file>", "database": <entry>, "backend": "json", "location": "<where it points now>",
+     "left": "<where it pointed>", "job_id": "<the job whose --switch is undone>" | null,
+     "switched_at": "<when it switched>" | null}
 """
 
 from __future__ import annotations
@@ -304,3 +312,29 @@ def db_remove(name: str, as_json: bool) -> None:
     else:
         console.print(f"removed {shown(name)} from {shown(registry.path)} (its data was not touched)")
 
+
+
+@db_group.command("switch")
+@click.argument("name")
+@click.option("--back", is_flag=True, help="Point NAME at the backend it had before 'migrate --switch'.")
+@json_option
+def db_switch(name: str, back: bool, as_json: bool) -> None:
+    """Undo 'migrate --from NAME --to TARGET --switch': NAME points at its previous backend again.
+
+    Only the registry entry changes: data written to the new backend since the switch stays there (to
+    bring it along, migrate it back with --switch instead: migrate --from NAME --to json --force --switch).
+    """
+    from ..cutover import switch_back
+
+    if not back:
+        raise click.UsageError("give --back (a switch to a new backend happens after a verified copy: "
+                               f"hybridrag-backends migrate --from {name} --to TARGET --switch)")
+    done = switch_back(name)
+    registry = Registry.load()
+    if as_json:
+        emit_json({**done, "registry": str(registry.path), "database": masked(registry.stored(name))})
+        return
+    since = f" (switched by job {done['job_id']} at {done['switched_at']})" if done.get("job_id") else ""
+    console.print(f"{shown(name)} points at {shown(done['backend'])} again: {shown(done['location'])}", soft_wrap=True)
+    console.print(f"left {shown(done['left'])} as it is{shown(since)}; anything written there since the switch was "
+                  f"not copied back", soft_wrap=True)

@@ -41,9 +41,19 @@ printed either way)::
                  "warnings": ["<text with the exact migrate command>",
                               "<a password in the registry entry, and how to remove it>"],
                  "details": {...}},
-     "notes": ["<provider status notes>"]}
+     "notes": ["<provider status notes>"],
+     "migration": null | {"database", "job_id", "pid", "host", "started_at", "source", "target",
+                          "stale": false},                 # a migration of this registered database runs (or,
+                                                           # stale, a killed one left its lock)
+     "ingestion": null | {"backend": "json", "runs": <int>, "baseline_docs_per_second": <float> | null,
+                          "recent_docs_per_second": <float> | null, "slowdown_pct": <float> | null,
+                          "threshold_pct": <int>, "slowed": <bool>, "enough_history": <bool>}}
 
-  ``--verbose`` only changes the human output (details and notes are always in the JSON).
+  ``migration`` and ``ingestion`` are null unless TARGET is a registered name (``hybridrag_backends.watcher``,
+  ``hybridrag_backends.ingestion``); a running migration, a stale lock and an ingestion slowdown of at least
+  ``performance_degradation_pct`` are also ``warnings`` (the slowdown one ends with the ``run:`` command).
+  ``--verbose`` only changes the human output (details and notes are always in the JSON; it adds the
+  ingestion comparison, or how many runs it still needs).
 
 ``status --json`` (no TARGET: every registered database, one row each, checked concurrently; a
 database that cannot be reached, an unusable entry or a backend no plugin provides is a row with its
@@ -104,6 +114,7 @@ from ..models import human_size
 from ..provider import BackendProvider
 from ..secrets import MASK, redact
 from ..targets import ResolvedTarget, resolve_target
+from .watch import watch_report
 from .output import (
     CliGroup,
     console,
@@ -178,11 +189,13 @@ def status_cmd(target: Optional[str], workspace: Optional[str], as_json: bool, v
     resolved = resolve_target(target, workspace=workspace)
     metrics = asyncio.run(resolved.provider.metrics(resolved.config))
     metrics.warnings.extend(resolved.warnings)
+    watch = watch_report(resolved)  # a migration running on it, ingestion slowdown
+    metrics.warnings.extend(watch.warnings)
     notes = resolved.provider.status_notes(resolved.config)
     if as_json:
-        emit_json({**_target_header(target, resolved), "metrics": metrics.to_dict(), "notes": notes})
+        emit_json({**_target_header(target, resolved), "metrics": metrics.to_dict(), "notes": notes, **watch.json})
     else:
-        _print_status(target, resolved, metrics, notes, verbose)
+        _print_status(target, resolved, metrics, notes + watch.notes, verbose)
     if metrics.health != "healthy" or not metrics.is_connected:
         # the report is printed either way; the exit code and one stderr line say it is not usable as is
         problems = "; ".join(metrics.warnings) or "see the report above"

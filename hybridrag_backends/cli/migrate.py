@@ -35,7 +35,14 @@ cannot be reached), 3 (the target stopped answering while it was read).
                       "stores": {name: {"store", "ok", "source_count", "target_count", "rejected",
                                         "source_digest", "target_digest", "lossy_fields", "examples",
                                         "error"}}} | null,
-     "rejects_file": str|null, "elapsed_seconds": float}
+     "rejects_file": str|null, "elapsed_seconds": float,
+     "switch": {"database": str, "job_id": str, "backend": str, "location": str, "previous_location": str,
+                "notes": [str]} | null,
+     "warnings": [str]}
+
+``switch`` is set when ``--switch`` repointed the registry entry (see :mod:`hybridrag_backends.cutover`);
+``warnings`` names the stale migration locks this run took over (left by a killed run). ``verification``
+gains ``"source_changed": str`` when the source changed during the copy (the job then fails, exit 4).
 
 ``target_notes``: what the target does beyond copying, one line each (PostgreSQL: the vector index
 strategy of each vector table and its estimated time, see ``--index-strategy``).
@@ -85,6 +92,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from ..cutover import Cutover, resolve_destination
 from ..errors import HybridRAGBackendsError, SourceError, TargetError, VerificationFailed
 from ..migration import jobstore
 from ..migration.engine import (
@@ -101,7 +109,8 @@ from ..migration.verify import StoreVerification
 from ..models import human_size
 from ..secrets import redact
 from ..targets import resolve_target
-from .output import console, echo_plain, emit_json, error_line, one_line, shown
+from ..watcher import DatabaseMigrationLock, databases_involved
+from .output import console, echo_plain, emit_json, error_line, one_line, shown, warn
 
 INDEX_STRATEGIES = ("auto", "partial", "incremental")  # what PostgresProvider.index_strategies offers
 PLAIN_INTERVAL_S = 2.0  # how often plain (non-terminal) output reports a store's progress
@@ -326,13 +335,19 @@ def _print_summary(job: MigrationJob, elapsed: float) -> None:
 @click.option("--index-strategy", type=click.Choice(INDEX_STRATEGIES), default=None,
               help="PostgreSQL target: how vector indexes shared with other workspaces are kept "
                    "(default auto; the plan says which and how long).")
+@click.option("--switch", is_flag=True,
+              help="After a verified copy, point the --from registry entry at the target (undo: db switch NAME --back).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result (shape in the module docs).")
 def migrate_command(
     source: str, target: str, workspace: Optional[str], target_workspace: Optional[str], batch_size: int,
     resume: Optional[str], dry_run: bool, force: bool, no_verify: bool, allow_rejects: bool, allow_empty: bool,
-    index_strategy: Optional[str], as_json: bool,
+    index_strategy: Optional[str], switch: bool, as_json: bool,
 ) -> None:
     """Copy a whole LightRAG database to another backend or location, resumable and verified.
+
+    TARGET may be a bare backend name (postgres, mongodb, json): the --from entry's own settings for
+    that backend (never a folder; ./postgres is one). --switch: after the verified copy, the --from
+    registry entry points at TARGET (undo: db switch NAME --back).
 
     \b
     Exit codes:
@@ -340,9 +355,10 @@ def migrate_command(
       1  not found: SOURCE/TARGET, a job, or a source with no LightRAG record (see --allow-empty)
       2  source error, records rejected, or a pre-flight check failed before any job was created
          (unreachable server, missing extension or embedding model, permissions, disk space,
-         same place); the message says the fix
+         same place), or the database is being migrated by another run; the message says the fix
       3  target error while the job runs
-      4  verification failed (a store differs, or the target's copy cannot be read back)
+      4  verification failed (a store differs, the target's copy cannot be read back, or the
+         source changed during the copy)
       5  interrupted with the checkpoint saved (continue with --resume)
     """
     started = time.monotonic()
@@ -354,17 +370,30 @@ def migrate_command(
         listener = PlainProgress(lambda line: click.echo(redact(line)), show_plan=not dry_run)
     job: Optional[MigrationJob] = None
     error: Optional[HybridRAGBackendsError] = None
+    switched: Optional[Dict[str, Any]] = None
+    warnings: List[str] = []
+    locks: Optional[DatabaseMigrationLock] = None
     try:
         src = resolve_target(source, workspace=workspace)
-        dst = resolve_target(
-            target, workspace=target_workspace if target_workspace is not None else workspace, for_write=True
-        )
+        destination = resolve_destination(target, src, switch=switch,
+                                          workspace=target_workspace if target_workspace is not None else workspace)
+        dst = destination.resolved
+        cutover = Cutover.prepare(src, destination, workspace=workspace, verify=not no_verify) if switch else None
         if index_strategy is not None:
             _set_index_strategy(dst, index_strategy)
+        locks = DatabaseMigrationLock(databases_involved(src, dst), source=src.location, target=dst.location)
+
+        def claim(job_id: str) -> None:  # the databases' migration locks, before the target's and the job
+            for stale in locks.acquire(job_id):
+                warnings.append(f"took over the migration lock of {stale.database!r} left by {stale.describe()}, "
+                                f"which ended without releasing it (the lock was stale)")
+                warn(warnings[-1])
+
         result = _run_interruptible(
             lambda stop: migrate(
                 src, dst, batch_size=batch_size, resume=resume, dry_run=dry_run, force=force,
-                verify=not no_verify, allow_rejects=allow_rejects, allow_empty=allow_empty, progress=listener, stop=stop,
+                verify=not no_verify, allow_rejects=allow_rejects, allow_empty=allow_empty, progress=listener,
+                stop=stop, before_job=claim,
             ),
             lambda: error_line("stopping after the batch in flight (Ctrl-C again to abandon it)"),
         )
@@ -374,10 +403,14 @@ def migrate_command(
             error = SourceError(f"{len(problems)} store(s) cannot be read completely: {problems[0].problem}")
         elif dry_run:
             error = preflight_failure(result.plan)
+        if cutover is not None and job is not None:
+            switched = cutover.apply(job.job_id)  # still holding the databases' locks
     except HybridRAGBackendsError as exc:
         error = exc
-        job = getattr(exc, "job", None)
+        job = getattr(exc, "job", job)
     finally:
+        if locks is not None:
+            locks.release()
         if isinstance(listener, RichProgress):
             listener.close()
     elapsed = time.monotonic() - started
@@ -388,12 +421,19 @@ def migrate_command(
         out.update(
             dry_run=dry_run, plan=plan.to_dict() if plan else None, exit_code=exit_code,
             error=one_line(error) if error is not None else None, elapsed_seconds=round(elapsed, 3),
+            switch=switched, warnings=warnings,
         )
         emit_json(out)
     elif dry_run and listener.plan_seen is not None:
         _print_plan(listener.plan_seen)
     elif job is not None:
         _print_summary(job, elapsed)
+        if switched is not None:
+            echo_plain(f"switched registry entry {switched['database']} to {switched['backend']} "
+                       f"({switched['location']}; it was {switched['previous_location']}); to undo: "
+                       f"run: hybridrag-backends db switch {switched['database']} --back")
+            for note in switched["notes"]:
+                warn(note)
     if error is not None:
         error_line(error)
         sys.exit(exit_code)

@@ -58,6 +58,7 @@ from ..secrets import redact
 from ..targets import ResolvedTarget
 from . import jobstore
 from .job import MigrationCheckpoint, MigrationJob, MigrationStatus
+from .source_check import check_source_unchanged
 from .verify import StoreVerification, stores_of_both, verify as verify_stores
 
 READ_AHEAD = 2  # batches read ahead of the writer: bounded memory, reading overlaps writing
@@ -515,11 +516,15 @@ async def migrate(
     allow_empty: bool = False,
     progress: Optional[ProgressListener] = None,
     stop: Optional[asyncio.Event] = None,
+    before_job: Optional[Callable[[str], Any]] = None,
 ) -> MigrationResult:
     """Migrate ``source`` into ``target``. ``resume``: a job id, or ``""`` for the newest resumable
     job of this source/target pair. Raises HybridRAGBackendsError subclasses (exit codes) with the
     job attached as ``exc.job`` once one exists. A dry run returns the plan with its pre-flight
-    ``checks`` (failed ones included) instead of raising for them."""
+    ``checks`` (failed ones included) instead of raising for them.
+    ``before_job(job_id)`` is called once the run will go
+    ahead (not for a dry run), before the target is locked and before any job exists; it may raise to
+    refuse the run (the CLI takes the per-database migration locks there, see :mod:`..watcher`)."""
     progress = progress or ProgressListener()
     if batch_size < 1:
         raise MigrationError(f"--batch-size must be at least 1 (got {batch_size})")
@@ -550,6 +555,8 @@ async def migrate(
         # One migration per target at a time, claimed before a job exists: a second run stops here (exit 2,
         # naming the job that holds the target) and leaves no job behind.
         jobstore.ensure_jobs_dir()  # a home that cannot hold the job fails before the target is touched
+        if before_job is not None:
+            before_job(job.job_id if job is not None else new_id)
         await dst.lock_target(job.job_id if job is not None else new_id)
         if job is None:
             plan.target_empty = await dst.is_empty()  # again, under the lock: a run that just ended may have filled it
@@ -649,6 +656,7 @@ async def _run(
         await run.copy()
         if job.options.get("verify", True):
             await run.verify()
+        await check_source_unchanged(src, job)  # HybridRAG may have ingested into the source meanwhile
     except (_Stopped, asyncio.CancelledError, KeyboardInterrupt) as exc:
         stopped = MigrationInterrupted(
             f"interrupted; checkpoint saved ({job.migrated_records}/{job.total_records} records). "

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
@@ -44,6 +45,20 @@ from .kvread import KVFile, Rejected
 from .metrics import FileCount, count_file
 from .nanovdb import VDBFile
 from .writer import DONE_SUFFIX, GraphWriter, StoreWriter, TargetLock, lightrag_files, our_files, writer_for
+
+
+# Modification times are stamped from a clock of limited resolution: the kernel's coarse clock (one tick,
+# at most 10 ms) on ext4, xfs, btrfs or tmpfs; whole seconds on some file systems (2 s on FAT). A stamp
+# that is a whole second is taken to come from such a file system.
+MTIME_GRANULARITY_FINE_S = 0.05
+MTIME_GRANULARITY_COARSE_S = 2.0
+SETTLE_ROUNDS = 3  # a source written without pause is still fingerprinted (and its changes caught at the end)
+
+
+def settle_seconds(mtime_ns: int, now_ns: int) -> float:
+    """How long to wait until a write after now cannot get the same timestamp as ``mtime_ns``."""
+    granularity = MTIME_GRANULARITY_COARSE_S if mtime_ns % 1_000_000_000 == 0 else MTIME_GRANULARITY_FINE_S
+    return min(granularity, granularity - (now_ns - mtime_ns) / 1e9)  # a stamp in the future: one wait, no more
 
 
 class JsonSession(BackendSession):
@@ -93,7 +108,16 @@ class JsonSession(BackendSession):
         return self._path(store).stat().st_size
 
     def fingerprint(self) -> Dict[str, Any]:
-        stats = {sf.name: sf.path.stat() for sf in layout.store_files(self.folder)}
+        """Each file's ``[size, mtime_ns]``, taken once the newest modification is older than the file
+        system's timestamp granularity (see :func:`settle_seconds`): a write after this moment gets a later
+        timestamp, so comparing fingerprints sees it even when the size stays the same."""
+        for _ in range(SETTLE_ROUNDS):
+            stats = {sf.name: sf.path.stat() for sf in layout.store_files(self.folder)}
+            now = time.time_ns()
+            wait = max((settle_seconds(st.st_mtime_ns, now) for st in stats.values()), default=0.0)
+            if wait <= 0:
+                break
+            time.sleep(wait)  # a file was written a moment ago: a second write could share its timestamp
         return {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()}
 
     async def count(self, store: StoreInfo) -> int:
