@@ -100,13 +100,18 @@ def test_status_migrate_hint_into_a_placeholder_target_runs_when_filled(pg_modul
 
 
 @pytest.mark.postgres
-def test_status_migrate_hint_names_a_registered_postgres_database_and_runs_as_printed(pg_module_db):
+@pytest.mark.parametrize("model_in", ["model_config", "backend_config"])
+def test_status_migrate_hint_names_a_registered_postgres_database_and_runs_as_printed(pg_module_db, model_in):
+    """The embedding model where db register (and HybridRAG) write it, model_config, and where entries
+    written by earlier versions keep it, backend_config."""
     parts = urlsplit(pg_module_db)
+    model = {"embedding_model": MODEL, "embedding_dim": 1024}
     registry = Registry.load()
     registry.add(DatabaseEntry(name="pgkb", path="/srv/pgkb", backend_type="postgres", backend_config={
         "postgres_host": parts.hostname, "postgres_port": parts.port, "postgres_user": parts.username,
         "postgres_database": parts.path.lstrip("/"), "postgres_password": "${HINT_PG_PASSWORD}",
-        "postgres_workspace": "hint_registered", "embedding_model": MODEL, "embedding_dim": 1024}))
+        "postgres_workspace": f"hint_{model_in}", **(model if model_in == "backend_config" else {})},
+        model_config=model if model_in == "model_config" else None))
     registry.save()
     register_json_with_low_thresholds("kb", SPINDIGITS)
     command, explained = migrate_hint("kb")

@@ -237,10 +237,15 @@ def _registered_postgres_target(dims: set) -> Optional[str]:
     except HybridRAGBackendsError:  # a broken registry must not break status
         return None
     for entry in entries:
-        config = entry.backend_config or {}
-        if str(entry.backend_type) != "postgres" or not config.get("embedding_model"):
+        if str(entry.backend_type) != "postgres":
             continue
-        if config.get("embedding_dim") and dims and {int(config["embedding_dim"])} != dims:
+        try:  # as the entry is used: model_config's embedding model and dimension count too
+            config = entry.get_backend_config(resolve_secrets=False)
+        except HybridRAGBackendsError:
+            continue
+        if not config.embedding_model:
+            continue
+        if config.embedding_dim and dims and {int(config.embedding_dim)} != dims:
             continue
         return entry.name
     return None
