@@ -33,7 +33,6 @@ on record order.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
@@ -43,6 +42,7 @@ from typing import AbstractSet, Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import orjson
+import pybase64
 
 from ..errors import ConnectionFailure, HybridRAGBackendsError, MigrationInterrupted, SourceError, TargetError
 from ..jsonvalues import escape_key
@@ -74,7 +74,7 @@ def _record_vector(packed: Any, vector: Optional[np.ndarray], expected: bool) ->
         return b"absent"
     if isinstance(packed, str):
         try:
-            return b"f16:" + zlib.decompress(base64.b64decode(packed, validate=True))
+            return b"f16:" + zlib.decompress(pybase64.b64decode(packed, validate=True))
         except (ValueError, binascii.Error, zlib.error):
             return b"undecodable:" + packed.encode("utf-8", "surrogatepass")
     return b"other:" + _dumps(packed)
