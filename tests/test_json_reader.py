@@ -304,6 +304,26 @@ def test_graphml_with_a_node_after_an_edge_is_read_whole(tmp_path):
     assert [(p["source"], p["target"]) for _, p, _ in graphml.iter_elements(path, "edge")] == [("a", "b"), ("b", "c")]
 
 
+@pytest.mark.parametrize("after_edges", ["", "<!-- a comment may hide a node -->", '<g:node xmlns:g="x" id="z"/>'])
+def test_a_node_pass_stops_at_the_first_edge_only_when_no_node_can_follow(tmp_path, after_edges):
+    """Nodes all before the edges (networkx's layout): the node pass reads no further than the first edge,
+    so damage in the edge section is the edge pass's to report. A comment, a DTD or a (prefixed) node after
+    the first edge makes it parse the whole file, as before."""
+    from hybridrag_backends_json import graphml
+
+    path = tmp_path / "graph_chunk_entity_relation.graphml"
+    path.write_text('<?xml version="1.0"?><graphml xmlns="http://graphml.graphdrawing.org/xmlns"><graph>'
+                    + "".join(f'<node id="n{i}"/>' for i in range(5)) + '<edge source="n1" target="n2"/>'
+                    + after_edges + '<edge source="n2" target="n3"><data key="d0">1</data @@@ broken')
+    if after_edges:
+        with pytest.raises(SourceError, match="invalid GraphML"):
+            list(graphml.iter_elements(path, "node"))
+        return
+    assert [n for _, _, n in graphml.iter_elements(path, "node")] == [f"n{i}" for i in range(5)]
+    with pytest.raises(SourceError, match="invalid GraphML"):
+        list(graphml.iter_elements(path, "edge"))
+
+
 def test_corrupt_edge_section_after_a_skip_names_the_true_byte_offset(tmp_path):
     """The skip is keyed by size and mtime; should the edges be damaged without either changing, the
     error still names the byte offset in the file, not in the shortened stream."""

@@ -54,6 +54,8 @@ BREAKAGES: Dict[str, tuple] = {
     "dropped-edge": ("chunk_entity_relation.edges", lambda rs: rs[1:]),
     "float32-ulp": ("entities", lambda rs: [dataclasses.replace(rs[0], vector=one_ulp(rs[0].vector))] + rs[1:]),
     "rewritten-key": ("full_entities", lambda rs: [dataclasses.replace(rs[0], key=rs[0].key[:-1] + "?")] + rs[1:]),
+    # the writer edits the record it was given (the source side is digested during the copy: before the write)
+    "edited-in-place": ("full_docs", lambda rs: (rs[0].payload.update(content="edited in place"), rs)[1]),
 }
 
 
@@ -74,6 +76,8 @@ def expect_caught(migrate_result, verify_result, store: str) -> None:
     out = json.loads(migrate_result.stdout)
     assert migrate_result.exit_code == 4, out["error"]
     assert out["verification"]["failed_stores"] == [store], out["verification"]["failed_stores"]
+    # a JSON source: its side was digested during the copy, only the target was read back
+    assert all(s["source_from_copy"] for s in out["verification"]["stores"].values())
     assert out["verification"]["stores"][store]["examples"], "an example key is named"
     assert store in out["error"] and "e.g." in out["error"]
     checked = json.loads(verify_result.stdout)
@@ -227,4 +231,9 @@ def test_postgres_rejects_what_it_cannot_hold_by_name_and_verifies_the_rest(pg_m
     # verify agrees: the records the target refuses are not expected there
     checked = invoke("verify", str(src), url, "--target-workspace", ws, "--json")
     assert checked.exit_code == 0, checked.stdout
-    assert json.loads(checked.stdout)["verification"]["stores"]["full_docs"]["rejected"] == 3
+    again = json.loads(checked.stdout)["verification"]["stores"]["full_docs"]
+    assert again["rejected"] == 3
+    # digested during the copy with the refused records left out, as the re-read leaves them out
+    during = out["verification"]["stores"]["full_docs"]
+    assert during["source_from_copy"] and not again["source_from_copy"]
+    assert (during["source_count"], during["source_digest"]) == (again["source_count"], again["source_digest"])

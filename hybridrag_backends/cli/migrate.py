@@ -34,7 +34,7 @@ cannot be reached), 3 (the target stopped answering while it was read).
      "verification": {"ok": bool, "failed_stores": [str],
                       "stores": {name: {"store", "ok", "source_count", "target_count", "rejected",
                                         "source_digest", "target_digest", "lossy_fields", "examples",
-                                        "error"}}} | null,
+                                        "error", "source_from_copy"}}} | null,
      "rejects_file": str|null, "elapsed_seconds": float,
      "switch": {"database": str, "job_id": str, "backend": str, "location": str, "previous_location": str,
                 "notes": [str]} | null,
@@ -55,6 +55,8 @@ keeps the last value; so does the copy; ``records`` counts distinct keys). ``che
 pre-flight checks run before the job was created (a failed one stops the run with exit 2; a dry
 run lists them and exits 2). A store's ``error`` says why the target's copy could not be read back
 (null otherwise); ``examples`` name keys with lone surrogates as ``\\udXXX`` escapes.
+``source_from_copy`` (added): the source side was digested while copying (a JSON source whose files did
+not change since the job started), not read again; always false for ``verify``.
 
 ``verify SOURCE TARGET --json`` (exit 0 when ``ok``, 4 when a store differs; also printed on the
 other errors, then with ``error`` set and ``verification`` null)::

@@ -18,7 +18,11 @@ One run (``migrate``):
    hold (``screen``) go to the rejects file with their key and location, the target
    commits the rest (with the job where it can) and the job file is replaced
    atomically;
-4. verify (:mod:`.verify`) and mark the job COMPLETED.
+4. verify (:mod:`.verify`) and mark the job COMPLETED. Where the source is an immutable file set
+   (its session has ``content_stamp()``), the source side of the digest is summed while copying: each
+   batch is hashed in a worker thread before the target's writer sees it, the sum is kept with the
+   store's checkpoint, and verification then re-reads only the target, unless the stamp changed since
+   the job started (the source is then read again, as for every other source).
 
 Resume loads the job (the target's committed copy wins when it has one), checks
 that the source did not change (fingerprint), lets the target drop uncommitted
@@ -53,13 +57,13 @@ from ..errors import (
     ValidationFailure,
     VerificationFailed,
 )
-from ..provider import BackendSession, Check, ReadBatch, StoreInfo
+from ..provider import BackendSession, Check, ReadBatch, Record, StoreInfo
 from ..secrets import redact
 from ..targets import ResolvedTarget
 from . import jobstore
 from .job import MigrationCheckpoint, MigrationJob, MigrationStatus
 from .source_check import check_source_unchanged
-from .verify import StoreVerification, stores_of_both, verify as verify_stores
+from .verify import SourceDigest, StoreVerification, source_hasher, stores_of_both, verify as verify_stores
 
 READ_AHEAD = 2  # batches read ahead of the writer: bounded memory, reading overlaps writing
 
@@ -261,6 +265,14 @@ async def source_fingerprint(src: BackendSession, plan: MigrationPlan) -> Dict[s
     return orjson.loads(orjson.dumps(fp))  # JSON round trip, so a saved copy compares equal
 
 
+async def source_stamp(src: BackendSession) -> Any:
+    """The source's ``content_stamp()`` after a JSON round trip (so a saved copy compares equal), or None
+    when the source cannot promise one (a server others may write to)."""
+    if not hasattr(src, "content_stamp"):
+        return None
+    return orjson.loads(orjson.dumps(await _maybe_await(src.content_stamp())))
+
+
 def find_resumable(source: ResolvedTarget, target: ResolvedTarget, job_id: Optional[str]) -> MigrationJob:
     """The job to resume: ``job_id``, or the newest resumable job from source to target."""
     if job_id:
@@ -298,6 +310,11 @@ class _Stopped(Exception):
 
 
 _END = object()
+
+
+def _hash_batch(hasher: Callable[[Record], int], records: List[Record]) -> Dict[int, int]:
+    """id(record) -> its verification hash (run in a worker thread: sha256 and zlib release the GIL)."""
+    return {id(r): hasher(r) for r in records}
 
 
 class _ReadFailure:
@@ -351,15 +368,33 @@ class Migration:
             raise _as_target_error(exc, "finishing the target") from exc
         jobstore.save(self.job)
 
+    def _source_hasher(self, store: StoreInfo, cp: MigrationCheckpoint) -> Optional[Callable[[Record], int]]:
+        """The hasher that sums the store's source digest while copying, or None (the source is read
+        again at verification): not verifying, no stamp (not an immutable file set, or it changed since
+        the job started), or part of the store was copied earlier without a usable digest."""
+        if not self.job.options.get("verify", True) or self.job.options.get("source_stamp") is None:
+            return None
+        fresh = cp.last_key is None and not cp.migrated_count and not cp.rejected_count
+        if not fresh and SourceDigest.from_dict(cp.source_digest) is None:
+            return None
+        if fresh:
+            cp.source_digest = SourceDigest().to_dict()
+        return source_hasher(self.dst, store)
+
     async def _copy_store(self, store_plan: StorePlan, cp: MigrationCheckpoint) -> None:
         queue: asyncio.Queue = asyncio.Queue(maxsize=READ_AHEAD)
         store = store_plan.store
         batch_size = self.job.batch_size
+        hasher = self._source_hasher(store, cp)
+        if hasher is None:
+            cp.source_digest = None  # saved with the first batch: a partial digest must not be continued later
 
         async def produce() -> None:
             try:
                 async for batch in self.src.read(store, cp.last_key, batch_size):
-                    await queue.put(batch)
+                    # hashed before the writer sees the records (a writer that edits them in place is caught)
+                    hashes = await asyncio.to_thread(_hash_batch, hasher, batch.records) if hasher and batch.records else None
+                    await queue.put((batch, hashes))
                 await queue.put(_END)
             except asyncio.CancelledError:
                 raise
@@ -374,7 +409,7 @@ class Migration:
                     return
                 if isinstance(item, _ReadFailure):
                     raise _as_source_error(item.exc, store.name) from item.exc
-                await self._commit(store_plan, cp, item)
+                await self._commit(store_plan, cp, *item)
                 if self._stop_requested():
                     raise _Stopped()
         finally:
@@ -382,10 +417,11 @@ class Migration:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
 
-    async def _commit(self, store_plan: StorePlan, cp: MigrationCheckpoint, batch: ReadBatch) -> None:
-        """Advance the checkpoint, let the target commit the batch (with the job), save the job.
-        If anything fails before the job file is saved, the in-memory checkpoint is rolled back so a
-        half-written batch is never reported as done."""
+    async def _commit(self, store_plan: StorePlan, cp: MigrationCheckpoint, batch: ReadBatch,
+                      hashes: Optional[Dict[int, int]] = None) -> None:
+        """Advance the checkpoint (and the source digest, from ``hashes``: id(record) -> hash), let the
+        target commit the batch (with the job), save the job. If anything fails before the job file is
+        saved, the in-memory checkpoint is rolled back so a half-written batch is never reported as done."""
         job = self.job
         before = (copy.deepcopy(cp), job.migrated_records, job.failed_records, dict(job.options))
         try:
@@ -406,6 +442,10 @@ class Migration:
             cp.rejected_count += len(rejected)
             job.migrated_records += len(records)
             job.failed_records += len(rejected)
+            digest = SourceDigest.from_dict(cp.source_digest)
+            if digest is not None:  # the records the target keeps, as verification would read them
+                digest.add([hashes[id(r)] for r in records] if hashes else [], len(rejected))
+                cp.source_digest = digest.to_dict()
             if records:
                 try:
                     await self.dst.write_batch(store_plan.store, records, job)
@@ -432,10 +472,17 @@ class Migration:
             if self._stop_requested():
                 raise _Stopped()
 
+        digests: Dict[str, SourceDigest] = {}
+        stamp = self.job.options.get("source_stamp")
+        if stamp is not None and stamp == await source_stamp(self.src):  # unchanged since the job started
+            for cp in self.job.checkpoints:
+                digest = SourceDigest.from_dict(cp.source_digest)
+                if digest is not None and cp.done:
+                    digests[cp.store_name] = digest
         try:
             self.job.verification = await verify_stores(
                 self.src, self.dst, stores, batch_size=self.job.batch_size, on_store=on_store,
-                refused=jobstore.target_refused_keys(self.job.job_id),
+                refused=jobstore.target_refused_keys(self.job.job_id), source_digests=digests,
             )
         except (_Stopped, asyncio.CancelledError, KeyboardInterrupt):
             raise
@@ -572,6 +619,7 @@ async def migrate(
                 verify=verify,
                 rejects_bytes=0,
                 source_fingerprint=await source_fingerprint(src, plan),
+                source_stamp=await source_stamp(src),
             )
             resumed = False
         else:
@@ -629,6 +677,10 @@ async def _reload_for_resume(job_id: str, src: BackendSession, dst: BackendSessi
         )
         err.job = job  # type: ignore[attr-defined]
         raise err
+    if job.options.get("source_stamp") != await source_stamp(src):
+        # same sizes and mtimes, yet written since (ctime, inode): the digests summed so far cannot be used
+        # (verification compares the stamp again), so the rest of the copy does not sum any either
+        job.options["source_stamp"] = None
     jobstore.truncate_rejects(job_id, int(job.options.get("rejects_bytes", 0)))
     return job
 

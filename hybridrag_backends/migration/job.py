@@ -56,6 +56,9 @@ class MigrationCheckpoint:
     done: bool = False
     rejected_count: int = 0
     target_position: Optional[Dict[str, Any]] = None
+    # Added: the source side of the store's verification digest, summed while copying (see
+    # migration.verify.SourceDigest); None when the source is read again at verification.
+    source_digest: Optional[Dict[str, Any]] = None
 
 
 def _now() -> datetime:

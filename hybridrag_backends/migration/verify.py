@@ -29,11 +29,18 @@ on record order.
   target refused) leaves more keys out.
 * A store present on one side only is compared with an empty store. A target store that cannot be
   read back is a failed store (``error`` says why), not a source error.
+
+**The source side during the copy** (:class:`SourceDigest`): where the source is an immutable file set
+(its session has ``content_stamp()``, which changes whenever a file is written: size, mtime, ctime and
+inode of each file), the migration engine hashes each record exactly as above while it copies it, before
+the target's writer sees it, and keeps the running sum with the store's checkpoint (so a resumed job
+continues it). Verification then reads only the target back, independently, and compares it with that
+digest, unless the source's stamp changed since the job started (then, or for a store without a digest,
+the source is read again as usual). ``source_from_copy`` in each store's result says which.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import json
@@ -43,6 +50,7 @@ from typing import AbstractSet, Any, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import orjson
+import pybase64
 
 from ..errors import ConnectionFailure, HybridRAGBackendsError, MigrationInterrupted, SourceError, TargetError
 from ..jsonvalues import escape_key
@@ -50,6 +58,7 @@ from ..provider import NULL_VALUED_FIELDS, BackendSession, Record, StoreInfo, St
 from ..secrets import redact
 
 MOD = 2**256
+DIGEST_SCHEME = 1  # the canonical form above; a digest kept with another scheme is not used
 EXAMPLE_LIMIT = 5
 # Finding example keys keeps one hash per source key in memory; beyond this, only counts are reported.
 EXAMPLE_SCAN_MAX = 500_000
@@ -74,7 +83,7 @@ def _record_vector(packed: Any, vector: Optional[np.ndarray], expected: bool) ->
         return b"absent"
     if isinstance(packed, str):
         try:
-            return b"f16:" + zlib.decompress(base64.b64decode(packed, validate=True))
+            return b"f16:" + zlib.decompress(pybase64.b64decode(packed, validate=True))
         except (ValueError, binascii.Error, zlib.error):
             return b"undecodable:" + packed.encode("utf-8", "surrogatepass")
     return b"other:" + _dumps(packed)
@@ -102,6 +111,56 @@ def record_hash(record: Record, lossy: Dict[str, str], *, record_vector: Optiona
     return int.from_bytes(hashlib.sha256(canonical(record, lossy, record_vector=record_vector)).digest(), "big")
 
 
+def comparison(target: BackendSession, store: StoreInfo) -> Tuple[Dict[str, str], bool]:
+    """How ``store`` is compared when copied into ``target``: the payload fields left out of both sides,
+    and whether NanoVectorDB's per-record vector is compared (see the module docstring)."""
+    lossy = dict(target.lossy_fields(store))
+    keeps_record_vector = store.kind is StoreKind.VECTOR and target.holds_record_vectors(store) and PER_RECORD_VECTOR not in lossy
+    if store.kind is StoreKind.VECTOR and not keeps_record_vector:
+        lossy.setdefault(PER_RECORD_VECTOR, "the target does not keep NanoVectorDB's per-record vector apart")
+    return lossy, keeps_record_vector
+
+
+def source_hasher(target: BackendSession, store: StoreInfo) -> Callable[[Record], int]:
+    """The hash of one source record of ``store`` as verification computes it for ``target``."""
+    lossy, keeps_record_vector = comparison(target, store)
+    mode = "source" if keeps_record_vector else None
+    return lambda record: record_hash(record, lossy, record_vector=mode)
+
+
+@dataclass
+class SourceDigest:
+    """The source side of one store's digest, summed while the records are copied (the module docstring):
+    ``count`` records hashed, their ``total`` (mod 2**256), ``rejected`` records not expected in the target.
+    Kept with the store's checkpoint as :meth:`to_dict`."""
+
+    count: int = 0
+    total: int = 0
+    rejected: int = 0
+
+    def add(self, hashes: List[int], rejected: int) -> None:
+        self.total = (self.total + sum(hashes)) % MOD
+        self.count += len(hashes)
+        self.rejected += rejected
+
+    @property
+    def digest(self) -> str:
+        return f"{self.total:064x}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"scheme": DIGEST_SCHEME, "count": self.count, "digest": self.digest, "rejected": self.rejected}
+
+    @classmethod
+    def from_dict(cls, data: Optional[Dict[str, Any]]) -> Optional["SourceDigest"]:
+        """None for a missing digest or one kept with another scheme."""
+        if not isinstance(data, dict) or data.get("scheme") != DIGEST_SCHEME:
+            return None
+        try:
+            return cls(int(data["count"]), int(data["digest"], 16), int(data["rejected"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
 @dataclass
 class StoreVerification:
     store: str
@@ -113,6 +172,7 @@ class StoreVerification:
     lossy_fields: List[str] = field(default_factory=list)
     examples: List[str] = field(default_factory=list)  # keys that differ (a few)
     error: Optional[str] = None  # the target's store could not be read back
+    source_from_copy: bool = False  # the source side was digested during the copy, not read again
 
     @property
     def ok(self) -> bool:
@@ -130,6 +190,7 @@ class StoreVerification:
             "lossy_fields": self.lossy_fields,
             "examples": self.examples,
             "error": self.error,
+            "source_from_copy": self.source_from_copy,
         }
 
 
@@ -211,25 +272,29 @@ async def verify_store(
     in_target: bool = True,
     refused: AbstractSet[str] = frozenset(),
     rejected: Optional[int] = None,
+    source_digest: Optional[SourceDigest] = None,
 ) -> StoreVerification:
     """``refused``: keys of this store a job's target refused (left out of the source side besides what
     ``screen`` says); ``rejected``: the job's count of records not expected in the target (else the
-    count this pass finds)."""
-    lossy = dict(target.lossy_fields(store))
-    keeps_record_vector = store.kind is StoreKind.VECTOR and target.holds_record_vectors(store) and PER_RECORD_VECTOR not in lossy
-    if store.kind is StoreKind.VECTOR and not keeps_record_vector:
-        lossy.setdefault(PER_RECORD_VECTOR, "the target does not keep NanoVectorDB's per-record vector apart")
+    count this pass finds); ``source_digest``: the source side as digested during the copy (then the
+    source is not read, unless the target differs and example keys are looked for)."""
+    lossy, keeps_record_vector = comparison(target, store)
     src = _Side(source, store, lossy, present=in_source, screener=target,
                 record_vector="source" if keeps_record_vector else None, skip=refused)
     dst = _Side(target, store, lossy, present=in_target, screener=None,
                 record_vector="target" if keeps_record_vector else None)
     result = StoreVerification(store=store.name, lossy_fields=sorted(lossy))
-    try:
-        result.source_count, result.source_digest = await _digest(src, batch_size)
-    except HybridRAGBackendsError:
-        raise
-    except Exception as exc:
-        raise SourceError(f"verification could not read store {store.name} of the source: {type(exc).__name__}: {redact(exc)}") from exc
+    if source_digest is not None:
+        result.source_count, result.source_digest = source_digest.count, source_digest.digest
+        result.source_from_copy = True
+        src.rejected = source_digest.rejected
+    else:
+        try:
+            result.source_count, result.source_digest = await _digest(src, batch_size)
+        except HybridRAGBackendsError:
+            raise
+        except Exception as exc:
+            raise SourceError(f"verification could not read store {store.name} of the source: {type(exc).__name__}: {redact(exc)}") from exc
     result.rejected = src.rejected if rejected is None else rejected
     try:
         result.target_count, result.target_digest = await _digest(dst, batch_size)
@@ -260,18 +325,22 @@ async def verify(
     missing_in_target: AbstractSet[str] = frozenset(),
     refused: Optional[Dict[str, AbstractSet[str]]] = None,
     rejected: Optional[Dict[str, int]] = None,
+    source_digests: Optional[Dict[str, SourceDigest]] = None,
 ) -> Dict[str, object]:
     """Verify every store; returns the ``job.verification`` mapping. A store named in
     ``missing_in_source`` / ``missing_in_target`` is not read on that side (compared as empty);
-    ``refused`` / ``rejected``: per store, as :func:`verify_store` takes them (from a job)."""
+    ``refused`` / ``rejected`` / ``source_digests``: per store, as :func:`verify_store` takes them
+    (from a job)."""
     refused = refused or {}
     rejected = rejected or {}
+    source_digests = source_digests or {}
     results = []
     for store in stores:
         result = await verify_store(
             source, target, store, batch_size=batch_size,
             in_source=store.name not in missing_in_source, in_target=store.name not in missing_in_target,
             refused=refused.get(store.name, frozenset()), rejected=rejected.get(store.name),
+            source_digest=source_digests.get(store.name),
         )
         results.append(result)
         if on_store is not None:

@@ -45,6 +45,31 @@ GRAPH_OPEN = '  <graph edgedefault="undirected">\n'
 FOOTER = "  </graph>\n</graphml>\n"
 
 
+class _NodesEnd(Exception):
+    """Raised by the collector of a node pass at the first ``<edge>`` when no node follows it."""
+
+
+# a node start tag, with or without a namespace prefix (``<node `` / ``<g:node>``): searched for after
+# the first edge, so that a node pass can stop there
+_NODE_TAG = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?node[\s/>]")
+
+
+def _no_node_after(path: Path, offset: int) -> bool:
+    """No node start tag from ``offset`` to the end of the file, and no DTD or comment before it (an
+    entity could expand into a node; a comment or CDATA may hide one: parse the whole file then)."""
+    with open(path, "rb") as f:
+        tail = b""
+        while True:
+            pos = f.tell()
+            data = f.read(8 * FEED)
+            if not data:
+                return True
+            block = tail + data
+            if b"<!" in block or (pos + len(data) > offset and _NODE_TAG.search(block, max(0, offset - pos + len(tail)))):
+                return False
+            tail = block[-64:]
+
+
 class _Collector:
     """expat handlers that turn ``<key>``, ``<node>``, ``<edge>`` and ``<data>`` into payloads.
 
@@ -65,6 +90,7 @@ class _Collector:
         self.first: Dict[str, int] = {}
         self.open = 0  # <node>/<edge> elements open (a nested graph has edges inside a node)
         self.interleaved = False
+        self.stop_at_edge = False  # a node pass over the true file offsets (no skip): may stop at the first edge
 
     def start(self, name: str, attrs: Dict[str, str]) -> None:
         tag = name.rsplit("}", 1)[-1]
@@ -77,6 +103,9 @@ class _Collector:
             if tag not in self.first:
                 self.first[tag] = self.parser.CurrentByteIndex
                 self.interleaved |= self.open > 0
+                if (tag == "edge" and self.kind == "node" and self.stop_at_edge and not self.interleaved
+                        and _no_node_after(self.path, self.first[tag])):
+                    raise _NodesEnd()  # every node is read: the edges are the edge pass's to parse
             elif tag == "node" and "edge" in self.first:
                 self.interleaved = True
             self.open += 1
@@ -140,6 +169,7 @@ def _parse(path: Path, kind: Optional[str], skip: Optional[Tuple[int, int]] = No
     """Feed ``path`` to expat in 1 MB blocks; yield the collector after each block (memory: one block's
     elements). A broken file is a SourceError with the byte offset, line and column."""
     c = _Collector(kind, path)
+    c.stop_at_edge = kind == "node" and skip is None
     parser = expat.ParserCreate(namespace_separator="}")
     parser.buffer_text = True
     parser.StartElementHandler = c.start
@@ -149,6 +179,12 @@ def _parse(path: Path, kind: Optional[str], skip: Optional[Tuple[int, int]] = No
     for data, gap in _blocks(path, skip):
         try:
             parser.Parse(data, not data)
+        except _NodesEnd:
+            # nodes all come before the edges (as networkx writes): the rest is the edge pass's
+            yield c
+            if "node" in c.first:
+                _EDGES_AT[_identity(path)] = (c.first["node"], c.first["edge"])
+            return
         except expat.ExpatError as exc:
             if parser.CurrentByteIndex < 0 or not path.stat().st_size:  # nothing parsed at all
                 raise SourceError(

@@ -3,7 +3,8 @@
 Reading (any LightRAG JSON layout from 2024 to 2026, normalised: see kvread / nanovdb / graphml):
 ``list_stores`` (every file found, sorted nodes before edges), ``count``, ``read`` (cursor = the record's
 index in file order, as a string), plus ``absent_standard_files()``, ``store_bytes(store)``,
-``fingerprint()`` (sizes and mtimes, to detect a changed source on resume) and ``notes``
+``fingerprint()`` (sizes and mtimes, to detect a changed source on resume), ``content_stamp()`` (the
+files are an immutable set while it holds: the source side of verification is digested during the copy) and ``notes``
 (store name -> counts of what normalisation did during the last read of that store).
 
 Writing (see writer): ``is_empty``, ``prepare_target``, ``write_batch`` (sets the checkpoint's
@@ -119,6 +120,13 @@ class JsonSession(BackendSession):
                 break
             time.sleep(wait)  # a file was written a moment ago: a second write could share its timestamp
         return {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()}
+
+    def content_stamp(self) -> Dict[str, Any]:
+        """Changes whenever a store file is written or replaced: the fingerprint plus ctime (which a
+        writer cannot set back, unlike mtime) and device and inode (a file replaced by a rename). The
+        engine then sums the source side of the verification digest while copying (migration.verify)."""
+        stats = {sf.name: sf.path.stat() for sf in layout.store_files(self.folder)}
+        return {name: [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev, st.st_ino] for name, st in stats.items()}
 
     async def count(self, store: StoreInfo) -> int:
         path = self._path(store)
