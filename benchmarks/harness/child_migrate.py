@@ -14,7 +14,8 @@ sessions (the provider contract: ``read``, ``write_batch``, ``finish_store``, ``
   not finish while later stores loaded; the JSON target renames nothing there);
 * ``read``: the rest of the copy's wall time, i.e. the time the writer waited for the reader (reading
   overlaps writing, so this is the part of reading that is not hidden), minus ``prepare`` and ``checkpoint``;
-* ``verify_source`` / ``verify_target``: verification re-reads and digests each side in turn;
+* ``verify_source`` / ``verify_target``: verification reads back and digests each side in turn (an immutable
+  JSON source is not read again: its digest was summed during the copy, so ``verify_source`` is 0 there);
 * ``read_busy``: the reader's own time (overlaps ``write``; not part of the sum).
 
 ``--mongo-fake`` installs the in-process MongoDB fake of ``tests/mongo_fake.py`` (no server exists here):
@@ -166,6 +167,8 @@ async def main(args: argparse.Namespace) -> Dict[str, Any]:
         records=job.migrated_records if job else 0,
         rejected=job.failed_records if job else 0,
         verified=bool(job and job.verification and job.verification.get("ok")),
+        source_from_copy=sorted(name for name, v in ((job.verification or {}).get("stores", {}) if job else {}).items()
+                                if v.get("source_from_copy")),
         notes=(job.options.get("notes", []) if job else []),
         calls=timings.calls,
         phases={
