@@ -1,7 +1,8 @@
 """Verification: per-store counts and an order-independent content digest of what LightRAG reads.
 
 Used after every migration and by ``hybridrag-backends verify SOURCE TARGET`` at any time. Both sides
-are re-read through ``read()`` (so the check covers what a reader of the target really gets). Each
+are re-read through ``read()`` (so the check covers what a reader of the target really gets), at the same
+time (one store after another; within a store the two reads overlap). Each
 record's canonical form is
 
     key + NUL + JSON(payload minus the target's lossy fields, sorted keys) + NUL + float32 vector bytes
@@ -41,12 +42,13 @@ the source is read again as usual). ``source_from_copy`` in each store's result 
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import hashlib
 import json
 import zlib
 from dataclasses import dataclass, field
-from typing import AbstractSet, Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import AbstractSet, Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import orjson
@@ -262,6 +264,19 @@ def _what(exc: BaseException) -> str:
     return redact(str(exc)).split("; ", 1)[0]
 
 
+async def _both(first: Awaitable[Any], second: Awaitable[Any]) -> Tuple[Any, Any]:
+    """Run both; the first failure cancels the other and is raised (asyncio.gather would leave it running)."""
+    tasks = [asyncio.ensure_future(first), asyncio.ensure_future(second)]
+    try:
+        done = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return done[0], done[1]
+
+
 async def verify_store(
     source: BackendSession,
     target: BackendSession,
@@ -284,33 +299,57 @@ async def verify_store(
     dst = _Side(target, store, lossy, present=in_target, screener=None,
                 record_vector="target" if keeps_record_vector else None)
     result = StoreVerification(store=store.name, lossy_fields=sorted(lossy))
+
+    async def source_side() -> Optional[Tuple[int, str]]:
+        if source_digest is not None:
+            return None
+        try:
+            return await _digest(src, batch_size)
+        except HybridRAGBackendsError:
+            raise
+        except Exception as exc:
+            raise SourceError(f"verification could not read store {store.name} of the source: {type(exc).__name__}: {redact(exc)}") from exc
+
+    async def target_side() -> Tuple[Optional[Tuple[int, str]], Optional[str]]:
+        try:
+            return await _digest(dst, batch_size), None
+        except (ConnectionFailure, MigrationInterrupted) as exc:
+            raise TargetError(
+                f"the target cannot be read back to verify store {store.name} ({_what(exc)}); check the server, then "
+                f"re-check with 'hybridrag-backends verify SOURCE TARGET'"
+            ) from exc
+        except HybridRAGBackendsError as exc:
+            return None, f"the target's copy of {store.name} cannot be read back: {_what(exc)}"
+        except Exception as exc:
+            raise TargetError(f"verification could not read store {store.name} of the target: {type(exc).__name__}: {redact(exc)}") from exc
+
+    # The two sides are read at the same time: each is mostly waiting on its own backend (a server, or the
+    # JSON parser in a worker thread), so the pass costs about the slower side instead of their sum.
+    source_read, target_read = await _both(source_side(), target_side())
     if source_digest is not None:
         result.source_count, result.source_digest = source_digest.count, source_digest.digest
         result.source_from_copy = True
         src.rejected = source_digest.rejected
     else:
-        try:
-            result.source_count, result.source_digest = await _digest(src, batch_size)
-        except HybridRAGBackendsError:
-            raise
-        except Exception as exc:
-            raise SourceError(f"verification could not read store {store.name} of the source: {type(exc).__name__}: {redact(exc)}") from exc
+        result.source_count, result.source_digest = source_read
     result.rejected = src.rejected if rejected is None else rejected
-    try:
-        result.target_count, result.target_digest = await _digest(dst, batch_size)
-        if not result.ok:
+    (digest, result.error) = target_read
+    if digest is not None:
+        result.target_count, result.target_digest = digest
+    if result.error is None and not result.ok:
+        try:
             result.examples = await _examples(
                 _Side(source, store, lossy, present=in_source, screener=target, record_vector=src.record_vector,
                       skip=refused), dst, batch_size)
-    except (ConnectionFailure, MigrationInterrupted) as exc:
-        raise TargetError(
-            f"the target cannot be read back to verify store {store.name} ({_what(exc)}); check the server, then "
-            f"re-check with 'hybridrag-backends verify SOURCE TARGET'"
-        ) from exc
-    except HybridRAGBackendsError as exc:
-        result.error = f"the target's copy of {store.name} cannot be read back: {_what(exc)}"
-    except Exception as exc:
-        raise TargetError(f"verification could not read store {store.name} of the target: {type(exc).__name__}: {redact(exc)}") from exc
+        except (ConnectionFailure, MigrationInterrupted) as exc:
+            raise TargetError(
+                f"the target cannot be read back to verify store {store.name} ({_what(exc)}); check the server, then "
+                f"re-check with 'hybridrag-backends verify SOURCE TARGET'"
+            ) from exc
+        except HybridRAGBackendsError as exc:
+            result.error = f"the target's copy of {store.name} cannot be read back: {_what(exc)}"
+        except Exception as exc:
+            raise TargetError(f"verification could not read store {store.name} of the target: {type(exc).__name__}: {redact(exc)}") from exc
     return result
 
 
