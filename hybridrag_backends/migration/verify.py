@@ -264,6 +264,19 @@ def _what(exc: BaseException) -> str:
     return redact(str(exc)).split("; ", 1)[0]
 
 
+def _target_read_failure(exc: Exception, store: str) -> str:
+    """The store's ``error`` when its target copy cannot be read back (a failed store, verification goes
+    on); raises where verification cannot go on: the server is gone, or a bug."""
+    if isinstance(exc, (ConnectionFailure, MigrationInterrupted)):
+        raise TargetError(
+            f"the target cannot be read back to verify store {store} ({_what(exc)}); check the server, then "
+            f"re-check with 'hybridrag-backends verify SOURCE TARGET'"
+        ) from exc
+    if isinstance(exc, HybridRAGBackendsError):
+        return f"the target's copy of {store} cannot be read back: {_what(exc)}"
+    raise TargetError(f"verification could not read store {store} of the target: {type(exc).__name__}: {redact(exc)}") from exc
+
+
 async def _both(first: Awaitable[Any], second: Awaitable[Any]) -> Tuple[Any, Any]:
     """Run both; the first failure cancels the other and is raised (asyncio.gather would leave it running)."""
     tasks = [asyncio.ensure_future(first), asyncio.ensure_future(second)]
@@ -313,15 +326,8 @@ async def verify_store(
     async def target_side() -> Tuple[Optional[Tuple[int, str]], Optional[str]]:
         try:
             return await _digest(dst, batch_size), None
-        except (ConnectionFailure, MigrationInterrupted) as exc:
-            raise TargetError(
-                f"the target cannot be read back to verify store {store.name} ({_what(exc)}); check the server, then "
-                f"re-check with 'hybridrag-backends verify SOURCE TARGET'"
-            ) from exc
-        except HybridRAGBackendsError as exc:
-            return None, f"the target's copy of {store.name} cannot be read back: {_what(exc)}"
         except Exception as exc:
-            raise TargetError(f"verification could not read store {store.name} of the target: {type(exc).__name__}: {redact(exc)}") from exc
+            return None, _target_read_failure(exc, store.name)
 
     # The two sides are read at the same time: each is mostly waiting on its own backend (a server, or the
     # JSON parser in a worker thread), so the pass costs about the slower side instead of their sum.
@@ -341,15 +347,8 @@ async def verify_store(
             result.examples = await _examples(
                 _Side(source, store, lossy, present=in_source, screener=target, record_vector=src.record_vector,
                       skip=refused), dst, batch_size)
-        except (ConnectionFailure, MigrationInterrupted) as exc:
-            raise TargetError(
-                f"the target cannot be read back to verify store {store.name} ({_what(exc)}); check the server, then "
-                f"re-check with 'hybridrag-backends verify SOURCE TARGET'"
-            ) from exc
-        except HybridRAGBackendsError as exc:
-            result.error = f"the target's copy of {store.name} cannot be read back: {_what(exc)}"
         except Exception as exc:
-            raise TargetError(f"verification could not read store {store.name} of the target: {type(exc).__name__}: {redact(exc)}") from exc
+            result.error = _target_read_failure(exc, store.name)
     return result
 
 
