@@ -134,7 +134,7 @@ def source_hasher(target: BackendSession, store: StoreInfo) -> Callable[[Record]
 class SourceDigest:
     """The source side of one store's digest, summed while the records are copied (the module docstring):
     ``count`` records hashed, their ``total`` (mod 2**256), ``rejected`` records not expected in the target.
-    Kept with the store's checkpoint as :meth:`to_dict`."""
+    Kept with the store's checkpoint as :meth:`to_dict`; verification's read of either side gives one too."""
 
     count: int = 0
     total: int = 0
@@ -227,13 +227,14 @@ class _Side:
         return record_hash(record, self.lossy, record_vector=self.record_vector)
 
 
-async def _digest(side: _Side, batch_size: int) -> Tuple[int, str]:
+async def _digest(side: _Side, batch_size: int) -> SourceDigest:
+    """One side read and digested (the same sum the copy keeps for a source; ``rejected`` is the side's)."""
     total = 0
     count = 0
     async for record in side.records(batch_size):
         total = (total + side.hash(record)) % MOD
         count += 1
-    return count, f"{total:064x}"
+    return SourceDigest(count, total, side.rejected)
 
 
 async def _examples(source: _Side, target: _Side, batch_size: int) -> List[str]:
@@ -313,9 +314,9 @@ async def verify_store(
                 record_vector="target" if keeps_record_vector else None)
     result = StoreVerification(store=store.name, lossy_fields=sorted(lossy))
 
-    async def source_side() -> Optional[Tuple[int, str]]:
+    async def source_side() -> SourceDigest:
         if source_digest is not None:
-            return None
+            return source_digest
         try:
             return await _digest(src, batch_size)
         except HybridRAGBackendsError:
@@ -323,7 +324,7 @@ async def verify_store(
         except Exception as exc:
             raise SourceError(f"verification could not read store {store.name} of the source: {type(exc).__name__}: {redact(exc)}") from exc
 
-    async def target_side() -> Tuple[Optional[Tuple[int, str]], Optional[str]]:
+    async def target_side() -> Tuple[Optional[SourceDigest], Optional[str]]:
         try:
             return await _digest(dst, batch_size), None
         except Exception as exc:
@@ -332,16 +333,12 @@ async def verify_store(
     # The two sides are read at the same time: each is mostly waiting on its own backend (a server, or the
     # JSON parser in a worker thread), so the pass costs about the slower side instead of their sum.
     source_read, target_read = await _both(source_side(), target_side())
-    if source_digest is not None:
-        result.source_count, result.source_digest = source_digest.count, source_digest.digest
-        result.source_from_copy = True
-        src.rejected = source_digest.rejected
-    else:
-        result.source_count, result.source_digest = source_read
-    result.rejected = src.rejected if rejected is None else rejected
+    result.source_count, result.source_digest = source_read.count, source_read.digest
+    result.source_from_copy = source_digest is not None
+    result.rejected = source_read.rejected if rejected is None else rejected
     (digest, result.error) = target_read
     if digest is not None:
-        result.target_count, result.target_digest = digest
+        result.target_count, result.target_digest = digest.count, digest.digest
     if result.error is None and not result.ok:
         try:
             result.examples = await _examples(
