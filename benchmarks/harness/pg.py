@@ -5,7 +5,7 @@ filled: ``COPY ... TO`` every table into client-side files in PostgreSQL's binar
 "COPY out" floor of reading), ``COPY ... FROM`` those files into tables of the same columns with no
 index, key or constraint (the "COPY in" floor of loading), then the bare HNSW builds on the loaded
 vector tables with the settings the migration uses (m, ef_construction, maintenance_work_mem, the
-server's parallel maintenance workers, one build at a time).
+server's parallel maintenance workers with the same session settings, one build at a time).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from hybridrag_backends_postgres.vector_index import PARALLEL_BUILD_SQL
 
 from . import REPO
 
@@ -143,13 +145,15 @@ async def floor(url: str, scratch: Path, *, hnsw_m: int, hnsw_ef: int, maintenan
             result["copy_in_seconds"] = round(time.perf_counter() - started, 3)
         vector_tables = [f"{s}__{t}" for s, t in tables if t.startswith("lightrag_vdb_")]
         started = time.perf_counter()
-        await conn.execute(f"SET maintenance_work_mem = '{maintenance_work_mem}'")
+        # the same session settings as the migration's builds (parallel workers despite the small heap)
+        await conn.execute(f"SET maintenance_work_mem = '{maintenance_work_mem}'; {PARALLEL_BUILD_SQL}")
         for table in vector_tables:
             await conn.execute(f'CREATE INDEX ON {FLOOR_SCHEMA}."{table}" USING hnsw (content_vector vector_cosine_ops) '
                                f"WITH (m = {int(hnsw_m)}, ef_construction = {int(hnsw_ef)})")
         result["hnsw_seconds"] = round(time.perf_counter() - started, 3)
         result["hnsw_indexes"] = len(vector_tables)
         result["hnsw_settings"] = {"m": hnsw_m, "ef_construction": hnsw_ef, "maintenance_work_mem": maintenance_work_mem,
+                                   "session": PARALLEL_BUILD_SQL,
                                    "max_parallel_maintenance_workers": await conn.fetchval(
                                        "SHOW max_parallel_maintenance_workers")}
     finally:
