@@ -196,9 +196,11 @@ class BackendSession(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional
         """Release connections. Must be safe to call twice."""
 
-    async def begin_snapshot(self) -> None:  # noqa: B027 - optional
+    async def begin_snapshot(self, *, target: Optional["BackendSession"] = None) -> None:  # noqa: B027 - optional
         """As a migration source, before the plan: make every later read of this session see one
-        consistent point in time, where the backend can (see ``content_stamp``). Default: nothing."""
+        consistent point in time, where the backend can (see ``content_stamp``). ``target``: the
+        migration's target session (connected), for a backend whose snapshot would hold up that target's
+        work (PostgreSQL: an index built concurrently in the same database). Default: nothing."""
 
     # -- reading -------------------------------------------------------------
 

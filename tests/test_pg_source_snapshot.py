@@ -201,3 +201,18 @@ def test_a_resumed_pg_source_job_reads_the_source_again_at_verification(pg_sourc
     assert done.options["source_stamp"] is None  # the first run's snapshot is gone
     assert not any(s["source_from_copy"] for s in done.verification["stores"].values())
     assert reads.verify >= len(done.verification["stores"])  # every store read again from the source
+
+
+def test_pg_to_pg_reads_from_a_snapshot_except_into_the_same_database(pg_source, pg_fresh_db):
+    """Another database of the server: the snapshot is taken (the target's concurrent index builds only wait
+    for snapshots of their own database). The same database: its CREATE INDEX CONCURRENTLY would wait for
+    the snapshot until the migration ends, so the source is read as before and re-read at verification."""
+    url, ws = pg_source
+    other = asyncio.run(migrate(pg(url, ws), pg(f"{pg_fresh_db}?embedding_model={MODEL}", ws))).job
+    assert other.status is MigrationStatus.COMPLETED and other.verification["ok"]
+    assert other.options["source_stamp"] and all(s["source_from_copy"] for s in other.verification["stores"].values())
+    same_ws = f"same_{uuid.uuid4().hex[:8]}"
+    same = asyncio.run(migrate(pg(url, ws), pg(url, same_ws))).job
+    assert same.status is MigrationStatus.COMPLETED and same.verification["ok"]
+    assert same.options["source_stamp"] is None
+    assert not any(s["source_from_copy"] for s in same.verification["stores"].values())

@@ -31,7 +31,8 @@ verification) sees until the session closes. The copy is the database as of that
 rows written to the source during the copy are not in it, and verification compares the target with
 that same snapshot, so it passes (HybridRAG's watcher still waits while a migration runs). The stamp
 names the snapshot and this session, so a resumed job (a new process, a new snapshot) reads the source
-again at verification, and a server that cannot give a snapshot (no stamp) is read again as before.
+again at verification, and a server that cannot give a snapshot (no stamp), or a target in the same
+PostgreSQL database (its CREATE INDEX CONCURRENTLY would wait for the snapshot), is read again as before.
 
 Resume loads the job (the target's committed copy wins when it has one), checks
 that the source did not change (fingerprint), lets the target drop uncommitted
@@ -274,14 +275,14 @@ async def source_fingerprint(src: BackendSession, plan: MigrationPlan) -> Dict[s
     return orjson.loads(orjson.dumps(fp))  # JSON round trip, so a saved copy compares equal
 
 
-async def begin_snapshot(src: BackendSession, source: ResolvedTarget) -> None:
+async def begin_snapshot(src: BackendSession, source: ResolvedTarget, dst: BackendSession) -> None:
     """Before the plan: the source's reads from here on see one point in time, where it can (PostgreSQL),
     so the plan's counts, the copy and its stamp agree."""
     begin = getattr(src, "begin_snapshot", None)
     if begin is None:
         return
     try:
-        await _maybe_await(begin())
+        await _maybe_await(begin(target=dst))
     except HybridRAGBackendsError:
         raise
     except Exception as exc:
@@ -608,7 +609,7 @@ async def migrate(
         job = find_resumable(source, target, resume or None)
     src_cm, dst_cm = _sessions(source, target, "be a migration source", "be a migration target")
     async with src_cm as src, dst_cm as dst:
-        await begin_snapshot(src, source)
+        await begin_snapshot(src, source, dst)
         plan = await make_plan(src, dst, source, target)
         progress.plan(plan)
         if job is None:  # a resumed job exists already: its target was checked when it started

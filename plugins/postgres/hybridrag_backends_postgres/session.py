@@ -16,7 +16,9 @@ transaction that adopts it (``SET TRANSACTION SNAPSHOT``). So the copy is the da
 moment, and ``content_stamp()`` (the snapshot id plus a token of this session) lets the engine sum the
 source side of verification while copying. The reads' table locks last one page, as without a
 snapshot (the holder touches no table), so a target loading into the same database is never blocked;
-holding the snapshot does keep VACUUM from removing rows deleted after it until the session ends.
+holding the snapshot does keep VACUUM from removing rows deleted after it, and another session's CREATE
+INDEX CONCURRENTLY in that database from finishing, until the session ends (so a target in the same
+database is read without a snapshot, as before).
 """
 
 from __future__ import annotations
@@ -93,11 +95,15 @@ class PostgresSession(BackendSession):
         await self.conn.execute("SET search_path = public, ag_catalog")
         self._stages = set()
 
-    async def begin_snapshot(self) -> None:
-        """Read from one point in time until the session closes (see the module docstring). A server or
-        role that cannot export a snapshot is read as before, statement by statement, with no stamp:
-        verification then reads the source again."""
+    async def begin_snapshot(self, *, target: Optional[BackendSession] = None) -> None:
+        """Read from one point in time until the session closes (see the module docstring). Read as
+        before, statement by statement and with no stamp (verification then reads the source again), from
+        a server or role that cannot export a snapshot, and when ``target`` writes into this same
+        database: its CREATE INDEX CONCURRENTLY waits for every older snapshot of the database to end,
+        so it would wait for this one, held until the migration ends."""
         if self._snapshot_conn is not None:
+            return
+        if isinstance(target, PostgresSession) and await self._same_database(target):
             return
         holder = await connect(self.config, vectors=False)
         try:
@@ -112,6 +118,13 @@ class PostgresSession(BackendSession):
         self._snapshot_conn, self._snapshot_id = holder, exported
         # the id alone may be given to a later snapshot of the server: the token makes it this session's
         self._snapshot_stamp = {"snapshot": exported, "session": uuid.uuid4().hex}
+
+    async def _same_database(self, other: "PostgresSession") -> bool:
+        """Whether both sessions' connections reach one database of one server (however the URLs name it)."""
+        if self.conn is None or other.conn is None:
+            return True  # cannot tell: the safe side
+        query = "SELECT current_database(), current_setting('port'), pg_postmaster_start_time()::text"
+        return tuple(await self.conn.fetchrow(query)) == tuple(await other.conn.fetchrow(query))
 
     def content_stamp(self) -> Optional[Dict[str, str]]:
         """The snapshot this session reads from (see ``begin_snapshot``), None outside one."""
