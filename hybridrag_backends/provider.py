@@ -25,7 +25,13 @@ Optional parts, each with a safe default (a backend that does not override them 
   what was searched when a source has no store (exit 1);
 * ``screen``: splits a batch into the records the target can hold and named rejects for the others (a
   lone surrogate in a key for PostgreSQL...); verification leaves the rejected ones out of the source side;
-* ``duplicate_count``: entries a reader leaves out because a later one has the same key.
+* ``duplicate_count``: entries a reader leaves out because a later one has the same key;
+* ``begin_snapshot`` / ``content_stamp`` (as a migration source): ``begin_snapshot()`` is called once,
+  before the plan, so a source that can read from one point in time (PostgreSQL: a REPEATABLE READ
+  snapshot held until the session closes) plans, counts and copies the same records; ``content_stamp()``
+  says what the records read are while it stays equal (JSON: the files' stats; PostgreSQL: that
+  snapshot, in this session), so the engine sums the source side of verification while copying
+  (``migration.verify``); None, or no such method: the source is read again at verification.
 
 Payloads are in LightRAG's *current* layout (the reader normalises old
 layouts), so any reader can feed any writer.
@@ -189,6 +195,12 @@ class BackendSession(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional
         """Release connections. Must be safe to call twice."""
+
+    async def begin_snapshot(self, *, target: Optional["BackendSession"] = None) -> None:  # noqa: B027 - optional
+        """As a migration source, before the plan: make every later read of this session see one
+        consistent point in time, where the backend can (see ``content_stamp``). ``target``: the
+        migration's target session (connected), for a backend whose snapshot would hold up that target's
+        work (PostgreSQL: an index built concurrently in the same database). Default: nothing."""
 
     # -- reading -------------------------------------------------------------
 

@@ -18,11 +18,21 @@ One run (``migrate``):
    hold (``screen``) go to the rejects file with their key and location, the target
    commits the rest (with the job where it can) and the job file is replaced
    atomically;
-4. verify (:mod:`.verify`) and mark the job COMPLETED. Where the source is an immutable file set
-   (its session has ``content_stamp()``), the source side of the digest is summed while copying: each
-   batch is hashed in a worker thread before the target's writer sees it, the sum is kept with the
-   store's checkpoint, and verification then re-reads only the target, unless the stamp changed since
-   the job started (the source is then read again, as for every other source).
+4. verify (:mod:`.verify`) and mark the job COMPLETED. Where the source's records cannot change
+   under the copy (its session has a ``content_stamp()``: a JSON file set, or a PostgreSQL snapshot,
+   see below), the source side of the digest is summed while copying: each batch is hashed in a
+   worker thread before the target's writer sees it, the sum is kept with the store's checkpoint, and
+   verification then re-reads only the target, unless the stamp changed since the job started (the
+   source is then read again, as for every other source).
+
+A PostgreSQL source is read as pg_dump reads it: ``begin_snapshot()``, called before the plan, exports
+one REPEATABLE READ snapshot that every read of the session (plan counts, copy, and any re-read at
+verification) sees until the session closes. The copy is the database as of that moment:
+rows written to the source during the copy are not in it, and verification compares the target with
+that same snapshot, so it passes (HybridRAG's watcher still waits while a migration runs). The stamp
+names the snapshot and this session, so a resumed job (a new process, a new snapshot) reads the source
+again at verification, and a server that cannot give a snapshot (no stamp), or a target in the same
+PostgreSQL database (its CREATE INDEX CONCURRENTLY would wait for the snapshot), is read again as before.
 
 Resume loads the job (the target's committed copy wins when it has one), checks
 that the source did not change (fingerprint), lets the target drop uncommitted
@@ -265,9 +275,23 @@ async def source_fingerprint(src: BackendSession, plan: MigrationPlan) -> Dict[s
     return orjson.loads(orjson.dumps(fp))  # JSON round trip, so a saved copy compares equal
 
 
+async def begin_snapshot(src: BackendSession, source: ResolvedTarget, dst: BackendSession) -> None:
+    """Before the plan: the source's reads from here on see one point in time, where it can (PostgreSQL),
+    so the plan's counts, the copy and its stamp agree."""
+    begin = getattr(src, "begin_snapshot", None)
+    if begin is None:
+        return
+    try:
+        await _maybe_await(begin(target=dst))
+    except HybridRAGBackendsError:
+        raise
+    except Exception as exc:
+        raise SourceError(f"cannot read the source {source.location}: {type(exc).__name__}: {redact(exc)}") from exc
+
+
 async def source_stamp(src: BackendSession) -> Any:
     """The source's ``content_stamp()`` after a JSON round trip (so a saved copy compares equal), or None
-    when the source cannot promise one (a server others may write to)."""
+    when the source cannot promise one (a server read outside a snapshot, which others may write to)."""
     if not hasattr(src, "content_stamp"):
         return None
     return orjson.loads(orjson.dumps(await _maybe_await(src.content_stamp())))
@@ -585,6 +609,7 @@ async def migrate(
         job = find_resumable(source, target, resume or None)
     src_cm, dst_cm = _sessions(source, target, "be a migration source", "be a migration target")
     async with src_cm as src, dst_cm as dst:
+        await begin_snapshot(src, source, dst)
         plan = await make_plan(src, dst, source, target)
         progress.plan(plan)
         if job is None:  # a resumed job exists already: its target was checked when it started

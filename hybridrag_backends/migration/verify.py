@@ -31,10 +31,12 @@ on record order.
 * A store present on one side only is compared with an empty store. A target store that cannot be
   read back is a failed store (``error`` says why), not a source error.
 
-**The source side during the copy** (:class:`SourceDigest`): where the source is an immutable file set
-(its session has ``content_stamp()``, which changes whenever a file is written: size, mtime, ctime and
-inode of each file), the migration engine hashes each record exactly as above while it copies it, before
-the target's writer sees it, and keeps the running sum with the store's checkpoint (so a resumed job
+**The source side during the copy** (:class:`SourceDigest`): where the source's records cannot change
+under the copy (its session has ``content_stamp()``: for JSON files it changes whenever a file is
+written: size, mtime, ctime and inode of each file; for PostgreSQL it names the REPEATABLE READ
+snapshot every read of that session sees, in which a re-read returns exactly what was read), the
+migration engine hashes each record exactly as above while it copies it, before the target's writer
+sees it, and keeps the running sum with the store's checkpoint (so a resumed job
 continues it). Verification then reads only the target back, independently, and compares it with that
 digest, unless the source's stamp changed since the job started (then, or for a store without a digest,
 the source is read again as usual). ``source_from_copy`` in each store's result says which.

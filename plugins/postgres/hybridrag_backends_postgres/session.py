@@ -8,12 +8,25 @@ checkpoint of the last committed batch in the job row.
 
 Reads: ``ORDER BY id WHERE id > $after LIMIT n`` per table (graph: by AGE graphid), so memory is
 bounded by the batch size. Payloads come back in the JSON reader's shape (see columns.py).
+
+As a migration source (``begin_snapshot``, as pg_dump does): a connection of its own opens a REPEATABLE
+READ, READ ONLY transaction, exports its snapshot and holds it until the session closes; every read (the
+plan's stores and counts, each page of the copy, any re-read at verification) runs in a short
+transaction that adopts it (``SET TRANSACTION SNAPSHOT``). So the copy is the database as of that
+moment, and ``content_stamp()`` (the snapshot id plus a token of this session) lets the engine sum the
+source side of verification while copying. The reads' table locks last one page, as without a
+snapshot (the holder touches no table), so a target loading into the same database is never blocked;
+holding the snapshot does keep VACUUM from removing rows deleted after it, and another session's CREATE
+INDEX CONCURRENTLY in that database from finishing, until the session ends (so a target in the same
+database is read without a snapshot, as before).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import uuid
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional, Tuple
 
@@ -70,6 +83,10 @@ class PostgresSession(BackendSession):
         # per vector table: the index strategy of this run (vector_index.Choice.to_dict())
         self._index_choices: Dict[str, Dict[str, Any]] = {}
         self._writers: List[Tuple[asyncpg.Connection, set]] = []  # incremental loads: extra connections
+        # as a migration source: the connection holding the snapshot every read adopts, and its stamp
+        self._snapshot_conn: Optional[asyncpg.Connection] = None
+        self._snapshot_id: Optional[str] = None
+        self._snapshot_stamp: Optional[Dict[str, str]] = None
 
     # -- connections -----------------------------------------------------------
 
@@ -78,7 +95,59 @@ class PostgresSession(BackendSession):
         await self.conn.execute("SET search_path = public, ag_catalog")
         self._stages = set()
 
+    async def begin_snapshot(self, *, target: Optional[BackendSession] = None) -> None:
+        """Read from one point in time until the session closes (see the module docstring). Read as
+        before, statement by statement and with no stamp (verification then reads the source again), from
+        a server or role that cannot export a snapshot, and when ``target`` writes into this same
+        database: its CREATE INDEX CONCURRENTLY waits for every older snapshot of the database to end,
+        so it would wait for this one, held until the migration ends."""
+        if self._snapshot_conn is not None:
+            return
+        if isinstance(target, PostgresSession) and await self._same_database(target):
+            return
+        holder = await connect(self.config, vectors=False)
+        try:
+            await holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            exported = await holder.fetchval("SELECT pg_export_snapshot()")
+        except asyncpg.PostgresError:
+            await holder.close()
+            return
+        if not re.fullmatch(r"[0-9A-Fa-f-]+", exported or ""):  # interpolated below: only what the server gives
+            await holder.close()
+            return
+        self._snapshot_conn, self._snapshot_id = holder, exported
+        # the id alone may be given to a later snapshot of the server: the token makes it this session's
+        self._snapshot_stamp = {"snapshot": exported, "session": uuid.uuid4().hex}
+
+    async def _same_database(self, other: "PostgresSession") -> bool:
+        """Whether both sessions' connections reach one database of one server (however the URLs name it)."""
+        if self.conn is None or other.conn is None:
+            return True  # cannot tell: the safe side
+        query = "SELECT current_database(), current_setting('port'), pg_postmaster_start_time()::text"
+        return tuple(await self.conn.fetchrow(query)) == tuple(await other.conn.fetchrow(query))
+
+    def content_stamp(self) -> Optional[Dict[str, str]]:
+        """The snapshot this session reads from (see ``begin_snapshot``), None outside one."""
+        return dict(self._snapshot_stamp) if self._snapshot_stamp else None
+
+    @contextlib.asynccontextmanager
+    async def _in_snapshot(self) -> AsyncIterator[None]:
+        """The reads in this block see the session's snapshot, in a transaction of their own (so their
+        table locks end with the block); without a snapshot, as they are."""
+        if self._snapshot_id is None:
+            yield
+            return
+        async with self.conn.transaction(isolation="repeatable_read", readonly=True):
+            await self.conn.execute(f"SET TRANSACTION SNAPSHOT '{self._snapshot_id}'")
+            yield
+
     async def close(self) -> None:
+        if self._snapshot_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._snapshot_conn.close(timeout=5)
+            if not self._snapshot_conn.is_closed():
+                self._snapshot_conn.terminate()
+        self._snapshot_conn = self._snapshot_id = self._snapshot_stamp = None
         for task in self._builds.values():
             task.cancel()  # asyncpg sends the server a cancel request; the build is rolled back
         for task in self._builds.values():
@@ -158,6 +227,10 @@ class PostgresSession(BackendSession):
         return found
 
     async def list_stores(self) -> List[StoreInfo]:
+        async with self._in_snapshot():
+            return await self._list_stores()
+
+    async def _list_stores(self) -> List[StoreInfo]:
         stores: List[StoreInfo] = []
         for ns, table in naming.KV_TABLES.items():
             if await self._has_rows(table):
@@ -189,6 +262,10 @@ class PostgresSession(BackendSession):
         return cols.table_for(store.namespace) or naming.EXTRA_KV_TABLE
 
     async def count(self, store: StoreInfo) -> int:
+        async with self._in_snapshot():
+            return await self._count(store)
+
+    async def _count(self, store: StoreInfo) -> int:
         if store.kind is StoreKind.GRAPH_NODES:
             return await age.count(self.conn, self.graph, "base")
         if store.kind is StoreKind.GRAPH_EDGES:
@@ -214,7 +291,8 @@ class PostgresSession(BackendSession):
     async def read(self, store: StoreInfo, after: Optional[str] = None, batch_size: int = 1000) -> AsyncIterator[ReadBatch]:
         try:
             while True:
-                records = await self._read_page(store, after, batch_size)
+                async with self._in_snapshot():
+                    records = await self._read_page(store, after, batch_size)
                 if not records:
                     return
                 after = records[-1].position
