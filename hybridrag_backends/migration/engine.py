@@ -61,6 +61,7 @@ from ..provider import BackendSession, Check, ReadBatch, Record, StoreInfo
 from ..secrets import redact
 from ..targets import ResolvedTarget
 from . import jobstore
+from .heap import bound_heap
 from .job import MigrationCheckpoint, MigrationJob, MigrationStatus
 from .source_check import check_source_unchanged
 from .verify import SourceDigest, StoreVerification, source_hasher, stores_of_both, verify as verify_stores
@@ -573,6 +574,7 @@ async def migrate(
     ahead (not for a dry run), before the target is locked and before any job exists; it may raise to
     refuse the run (the CLI takes the per-database migration locks there, see :mod:`..watcher`)."""
     progress = progress or ProgressListener()
+    bound_heap()  # freed copy buffers go back to the system, so memory does not grow with size (heap.py)
     if batch_size < 1:
         raise MigrationError(f"--batch-size must be at least 1 (got {batch_size})")
     if source.location == target.location:
@@ -648,6 +650,7 @@ async def verify_copy(
     """``hybridrag-backends verify``: compare every store of either side as a migration's verification
     does (a store on one side only is compared with an empty one). Changes nothing; no job is involved.
     Returns the verification mapping plus ``missing_in_source`` / ``missing_in_target``."""
+    bound_heap()
     if batch_size < 1:
         raise MigrationError(f"--batch-size must be at least 1 (got {batch_size})")
     if source.location == target.location:
