@@ -61,7 +61,7 @@ from ..provider import BackendSession, Check, ReadBatch, Record, StoreInfo
 from ..secrets import redact
 from ..targets import ResolvedTarget
 from . import jobstore
-from .heap import bound_heap
+from .heap import bound_heap, release_free_pages
 from .job import MigrationCheckpoint, MigrationJob, MigrationStatus
 from .source_check import check_source_unchanged
 from .verify import SourceDigest, StoreVerification, source_hasher, stores_of_both, verify as verify_stores
@@ -361,6 +361,7 @@ class Migration:
                 cp.done = False
                 raise _as_target_error(exc, f"finishing store {cp.store_name}") from exc
             jobstore.save(self.job)
+            await asyncio.to_thread(release_free_pages)  # this store's freed buffers, before the next one's
             self.progress.store_finished(store_plan, cp)
         self.job.current_store = None
         try:

@@ -37,6 +37,7 @@ MMAP_THRESHOLD = 128 * 1024  # glibc's default (DEFAULT_MMAP_THRESHOLD_MIN)
 ARENA_MAX = 2
 
 _done = False
+_libc = None
 
 
 def bound_heap() -> bool:
@@ -49,9 +50,20 @@ def bound_heap() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        global _libc
+        _libc = libc
         threshold = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
         arenas = libc.mallopt(M_ARENA_MAX, ARENA_MAX)
         _done = bool(threshold and arenas)
     except (OSError, AttributeError):
         return False
     return _done
+
+
+def release_free_pages() -> None:
+    """Give the pages of freed blocks back to the system (``malloc_trim``), after ``bound_heap()``. Called
+    between stores: the next store's records have other sizes, which the freed blocks of the last one seldom
+    fit, so without it the peak of each store would add up instead of the largest one counting. Costs
+    milliseconds to a few hundred (run it in a worker thread: ctypes releases the GIL)."""
+    if _done and _libc is not None:
+        _libc.malloc_trim(0)
