@@ -60,10 +60,10 @@ def bound_heap() -> bool:
     return _done
 
 
-def release_free_pages() -> None:
+def release_free_pages() -> bool:
     """Give the pages of freed blocks back to the system (``malloc_trim``), after ``bound_heap()``. Called
     between stores: the next store's records have other sizes, which the freed blocks of the last one seldom
     fit, so without it the peak of each store would add up instead of the largest one counting. Costs
-    milliseconds to a few hundred (run it in a worker thread: ctypes releases the GIL)."""
-    if _done and _libc is not None:
-        _libc.malloc_trim(0)
+    milliseconds to a few hundred (run it in a worker thread: ctypes releases the GIL). True when pages
+    were given back."""
+    return bool(_done and _libc is not None and _libc.malloc_trim(0))
