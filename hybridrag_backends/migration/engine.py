@@ -71,6 +71,7 @@ from ..provider import BackendSession, Check, ReadBatch, Record, StoreInfo
 from ..secrets import redact
 from ..targets import ResolvedTarget
 from . import jobstore
+from .heap import bound_heap, release_free_pages
 from .job import MigrationCheckpoint, MigrationJob, MigrationStatus
 from .source_check import check_source_unchanged
 from .verify import SourceDigest, StoreVerification, source_hasher, stores_of_both, verify as verify_stores
@@ -384,6 +385,7 @@ class Migration:
                 cp.done = False
                 raise _as_target_error(exc, f"finishing store {cp.store_name}") from exc
             jobstore.save(self.job)
+            await asyncio.to_thread(release_free_pages)  # this store's freed buffers, before the next one's
             self.progress.store_finished(store_plan, cp)
         self.job.current_store = None
         try:
@@ -597,6 +599,7 @@ async def migrate(
     ahead (not for a dry run), before the target is locked and before any job exists; it may raise to
     refuse the run (the CLI takes the per-database migration locks there, see :mod:`..watcher`)."""
     progress = progress or ProgressListener()
+    bound_heap()  # freed copy buffers go back to the system, so memory does not grow with size (heap.py)
     if batch_size < 1:
         raise MigrationError(f"--batch-size must be at least 1 (got {batch_size})")
     if source.location == target.location:
@@ -673,6 +676,7 @@ async def verify_copy(
     """``hybridrag-backends verify``: compare every store of either side as a migration's verification
     does (a store on one side only is compared with an empty one). Changes nothing; no job is involved.
     Returns the verification mapping plus ``missing_in_source`` / ``missing_in_target``."""
+    bound_heap()
     if batch_size < 1:
         raise MigrationError(f"--batch-size must be at least 1 (got {batch_size})")
     if source.location == target.location:
