@@ -216,3 +216,26 @@ def test_pg_to_pg_reads_from_a_snapshot_except_into_the_same_database(pg_source,
     assert same.status is MigrationStatus.COMPLETED and same.verification["ok"]
     assert same.options["source_stamp"] is None
     assert not any(s["source_from_copy"] for s in same.verification["stores"].values())
+
+
+def test_the_snapshot_outlives_a_server_idle_in_transaction_timeout(pg_source, tmp_path):
+    """Managed servers often end sessions idle in a transaction; the snapshot's holder is idle for the
+    whole copy, so it turns that timeout off for itself (as pg_dump does) and the copy still verifies
+    from the snapshot."""
+    url, ws = pg_source
+    database = url.split("?")[0].rsplit("/", 1)[1]
+    admin = url.split("?")[0].rsplit("/", 1)[0] + "/postgres"
+
+    class SlowListener(ProgressListener):
+        def store_finished(self, plan, cp) -> None:  # the holder sits idle well past the timeout
+            import time
+            time.sleep(0.6)
+
+    run_sql(admin, [(f'ALTER DATABASE "{database}" SET idle_in_transaction_session_timeout = \'200ms\'',)])
+    try:
+        result = asyncio.run(migrate(pg(url, ws), json_dir(tmp_path / "dst"), progress=SlowListener()))
+    finally:
+        run_sql(admin, [(f'ALTER DATABASE "{database}" RESET idle_in_transaction_session_timeout',)])
+    job = result.job
+    assert job.status is MigrationStatus.COMPLETED and job.verification["ok"]
+    assert all(s["source_from_copy"] for s in job.verification["stores"].values())

@@ -107,6 +107,8 @@ class PostgresSession(BackendSession):
             return
         holder = await connect(self.config, vectors=False)
         try:
+            # as pg_dump does: a server-wide idle_in_transaction_session_timeout must not end the holder
+            await holder.execute("SET idle_in_transaction_session_timeout = 0")
             await holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             exported = await holder.fetchval("SELECT pg_export_snapshot()")
         except asyncpg.PostgresError:
