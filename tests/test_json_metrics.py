@@ -309,3 +309,22 @@ def test_validate_decodes_the_matrix_that_status_only_measures(tmp_path):
     checks = {c.name: c for c in asyncio.run(p.validate(cfg))}
     bad = checks["files well-formed"]
     assert not bad.ok and path.name in bad.detail and "not valid base64" in bad.detail and "between bytes" in bad.detail
+
+
+def test_kv_key_regex_matches_what_the_plain_json_string_regex_matches():
+    """kvscan's key regex is written unrolled for speed; it must find exactly the key lines (and texts)
+    the plain definition of a JSON string without raw newlines finds."""
+    import random
+    import re
+
+    from hybridrag_backends_json.kvscan import _TOP_KEY
+
+    plain = re.compile(rb'\n  "((?:[^"\\\n]|\\.)*)": (.)')
+    rng = random.Random(5)
+    found = 0
+    for _ in range(20000):
+        text = b"".join(rng.choice([b"a", b'"', b"\\", b"\n", b": ", b'\n  "', b'\\"', b"{"]) for _ in range(rng.randint(0, 16)))
+        want = [(m.span(), m.groups()) for m in plain.finditer(text)]
+        assert [(m.span(), m.groups()) for m in _TOP_KEY.finditer(text)] == want, text
+        found += len(want)
+    assert found > 100  # key lines were there to find
