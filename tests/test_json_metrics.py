@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import networkx as nx
+import numpy as np
 import pytest
 from conftest import REALDATA, realdata_workspaces
 
@@ -192,9 +193,138 @@ def test_chunked_scans_match_a_whole_file_search_at_every_boundary(tmp_path, mon
         if rng.random() < 0.5:
             k = rng.randint(0, len(data))
             data = data[:k] + b'"matrix": "QQ' + data[k:]
+        for token in (b'"a"m', b'"xr\\:a', b'"a"m'):  # regex_matches' tokens below, at random boundaries
+            k = rng.randint(0, len(data))
+            data = data[:k] + token + data[k:]
         path.write_bytes(data)
         want = next((m.start() for m in re.finditer(rb'(?<!\\)"matrix"\s*:\s*"', data)), None)
         assert scan.find_first(path, b'"matrix"', 0, _is_matrix_key) == want, data
+        regex = re.compile(rb'"(?:(a"m)|(xr\\:a))')  # like nanovdb's ID_OR_MATRIX_RE: a literal first byte
+        whole = [(m.start(), m.lastindex, data[m.start() - 1] if m.start() else -1) for m in regex.finditer(data)]
+        assert list(scan.regex_matches(path, regex, 6)) == whole, data
+        assert [h[0] for h in scan.regex_matches(path, regex, 6, 5)] == [m.start() for m in regex.finditer(data, 5)]
         for pat in (b"ab", b'"a', b'\\"m'):
             assert scan.count_patterns(path, [pat])[pat] == data.count(pat), (data, pat)
             assert scan.count_patterns(path, [pat], 3, 50)[pat] == data[3:50].count(pat), (data, pat)
+
+
+# -- status reads the part before the matrix once and never the matrix (issue 15) ------------------------
+
+def _nano_vdb(path: Path, n: int, dim: int, content: str = "x" * 2000) -> bytes:
+    """A vector store written by nano-vectordb's own save(): data first, then the matrix."""
+    from nano_vectordb import NanoVectorDB
+
+    rng = np.random.default_rng(7)
+    db = NanoVectorDB(dim, storage_file=str(path))
+    db.upsert([{"__id__": f"ent-{i}", "content": content, "__vector__": rng.random(dim, dtype=np.float32)}
+               for i in range(n)])
+    db.save()
+    return path.read_bytes()
+
+
+def _rchar() -> int:
+    """Bytes this process has asked read() for, cached or not (Linux: /proc/self/io)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io to count bytes read")
+def test_status_reads_the_records_once_and_never_the_matrix(tmp_path, monkeypatch):
+    from hybridrag_backends_json import scan
+
+    monkeypatch.setattr(scan, "CHUNK", 32 * 1024)  # reads overshoot the matrix key by at most one chunk
+    path = tmp_path / "vdb_entities.json"
+    raw = _nano_vdb(path, 300, 1536)
+    key = raw.index(b'"matrix"')
+    assert len(raw) - key > 1_500_000 and key > 600_000  # both parts are big enough to tell reads apart
+    before = _rchar()
+    counted = count_file(path)
+    read = _rchar() - before
+    assert counted.records == len(json.loads(raw)["data"]) == 300 and counted.warning is None
+    assert counted.method.startswith("fast")
+    # the part before the matrix once (plus one chunk and a few small head / tail reads), not the matrix
+    assert key <= read < key + 2 * scan.CHUNK, (read, key, len(raw))
+
+
+def test_vdb_fast_count_and_matrix_offset_equal_a_full_parse():
+    from hybridrag_backends_json.nanovdb import VDBFile
+
+    vdbs = [sf for wd, ws in WORKSPACES for sf in layout.store_files(wd / ws if ws else wd) if sf.kind == "vdb"]
+    assert len(vdbs) >= 6  # every realdata dir's vector stores, 2024-2026 formats
+    for sf in vdbs:
+        raw = sf.path.read_bytes()
+        parsed = json.loads(raw.decode("utf-8-sig"))
+        vdb = VDBFile(sf.path, sf.namespace)
+        assert vdb.count_records_before_matrix() == len(parsed["data"]), sf.path
+        # the key found is where the top-level matrix starts: from it on, the rest of the object
+        assert json.loads(b"{" + raw[vdb.matrix_key_offset():])["matrix"] == parsed["matrix"], sf.path
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (lambda raw: raw[:-3], "truncated"),  # the file cut off inside the matrix
+        (lambda raw: raw[:-6] + raw[-2:], "not a whole row"),  # the matrix 4 base64 chars short
+        (lambda raw: raw[:-2] + b"AAAA" + raw[-2:], "not a whole row"),  # too long by 4 chars
+        (lambda raw: raw[:-2] + base64.b64encode(b"\0" * 4 * 8).rstrip(b"=") + raw[-2:], "not valid base64"),
+    ],
+    ids=["cut-off", "short", "too-long", "too-long-unaligned"],
+)
+def test_status_reports_a_matrix_of_the_wrong_length(tmp_path, damage, says):
+    folder = tmp_path / "db"
+    shutil.copytree(REALDATA / "macking3__lucaOS__rag_storage", folder)
+    path = folder / "vdb_entities.json"
+    path.write_bytes(damage(path.read_bytes()))
+    p = JsonProvider()
+    m = asyncio.run(p.metrics(p.config_from_target(str(folder))))
+    assert m.health == "degraded" and m.details["count_methods"][path.name] == "unreadable"
+    assert any(path.name in w and says in w for w in m.warnings), m.warnings
+
+
+def test_a_matrix_one_row_too_long_is_a_status_warning(tmp_path):
+    path = tmp_path / "vdb_entities.json"
+    raw = _nano_vdb(path, 3, 8, content="c")
+    parsed = json.loads(raw)
+    matrix = base64.b64decode(parsed["matrix"]) + b"\0" * 4 * 8
+    parsed["matrix"] = base64.b64encode(matrix).decode()
+    path.write_text(json.dumps(parsed))
+    counted = count_file(path)
+    assert counted.method.startswith("fast") and counted.records == 3 and "4 matrix rows" in counted.warning
+
+
+def test_validate_decodes_the_matrix_that_status_only_measures(tmp_path):
+    """A same-length corruption inside the matrix: status (length arithmetic) does not see it, validate
+    (the full read) names the file and the bytes."""
+    folder = tmp_path / "db"
+    shutil.copytree(REALDATA / "macking3__lucaOS__rag_storage", folder)
+    path = folder / "vdb_entities.json"
+    raw = bytearray(path.read_bytes())
+    middle = (raw.index(b'"matrix"') + len(raw)) // 2
+    raw[middle : middle + 1] = b"!"
+    path.write_bytes(bytes(raw))
+    p = JsonProvider()
+    cfg = p.config_from_target(str(folder))
+    m = asyncio.run(p.metrics(cfg))
+    assert m.health == "healthy" and m.store_counts["entities"] == len(json.loads(raw)["data"])
+    checks = {c.name: c for c in asyncio.run(p.validate(cfg))}
+    bad = checks["files well-formed"]
+    assert not bad.ok and path.name in bad.detail and "not valid base64" in bad.detail and "between bytes" in bad.detail
+
+
+def test_kv_key_regex_matches_what_the_plain_json_string_regex_matches():
+    """kvscan's key regex is written unrolled for speed; it must find exactly the key lines (and texts)
+    the plain definition of a JSON string without raw newlines finds."""
+    import random
+    import re
+
+    from hybridrag_backends_json.kvscan import _TOP_KEY
+
+    plain = re.compile(rb'\n  "((?:[^"\\\n]|\\.)*)": (.)')
+    rng = random.Random(5)
+    found = 0
+    for _ in range(20000):
+        text = b"".join(rng.choice([b"a", b'"', b"\\", b"\n", b": ", b'\n  "', b'\\"', b"{"]) for _ in range(rng.randint(0, 16)))
+        want = [(m.span(), m.groups()) for m in plain.finditer(text)]
+        assert [(m.span(), m.groups()) for m in _TOP_KEY.finditer(text)] == want, text
+        found += len(want)
+    assert found > 100  # key lines were there to find

@@ -12,8 +12,12 @@ which one counted each file.
   mode is counted after flattening (what the reader yields), by a streaming pass.
 * NanoVectorDB files: records = occurrences of the key ``"__id__":`` before
   the ``"matrix"`` key (an unescaped quote cannot occur inside a JSON string;
-  escaped ones are subtracted), cross-checked with the matrix row count
-  computed from the base64 length alone (a warning when they disagree).
+  escaped ones are not counted), found in the same pass as that key, and
+  cross-checked with the matrix row count computed from the base64 length
+  alone (a warning when they disagree). The matrix itself is never read (most
+  of a vector store's bytes): a matrix that is not whole rows or not closed,
+  or any other shape (matrix not last, ...), falls back to streaming, which
+  decodes it. ``validate`` decodes every matrix (``VDBFile.check_matrix``).
 * GraphML: ``<node `` and ``<edge `` (XML escapes ``<`` in text).
 """
 
@@ -88,12 +92,11 @@ def count_kv(path: Path, namespace: str) -> FileCount:
 
 def count_vdb(path: Path, namespace: str) -> FileCount:
     vdb = VDBFile(path, namespace)
+    n = vdb.count_records_before_matrix()  # the matrix is never read: its rows come from its length
     dim = vdb.embedding_dim()
     key_offset = vdb.matrix_key_offset()
     rows = vdb.matrix_rows_by_size()
     if key_offset is not None and rows is not None:
-        counts = count_patterns(path, [b'"__id__":', b'\\"__id__":'], vdb.bom, key_offset)
-        n = counts[b'"__id__":'] - counts[b'\\"__id__":']
         warning = None
         if n != rows:
             warning = (

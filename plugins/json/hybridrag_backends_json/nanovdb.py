@@ -49,9 +49,10 @@ from hybridrag_backends.errors import SourceError
 from .exact import ExactError, ExactWalker
 from .kvread import FAST_PATH_ERRORS, Rejected, exact_source_error
 from .kvscan import READ_SIZE, _ijson, region_flags
-from .scan import RegionReader, bom_len, find_first, head, read_at, tail_bytes
+from .scan import JUDGE, RegionReader, bom_len, find_first, head, judge, read_at, regex_matches, tail_bytes
 
 MATRIX_KEY_RE = re.compile(rb'"matrix"\s*:\s*"')
+ID_OR_MATRIX_RE = re.compile(rb'"(?:(__id__":)|(matrix"))')  # a literal first byte: fast in re
 DIM_RE = re.compile(rb'^\s*\{\s*"embedding_dim"\s*:\s*(\d+)')
 B64_READ = 4 * 1024 * 1024  # a multiple of 4
 
@@ -115,11 +116,30 @@ class VDBFile:
 
     def _locate_matrix(self) -> None:
         if self._matrix_found is None:
-            hit = find_first(self.path, b'"matrix"', self.bom, _is_matrix_key)
-            self._matrix_found = hit is not None
-            if hit is not None:
-                m = MATRIX_KEY_RE.match(read_at(self.path, hit, 64))
-                self._matrix = (hit, hit + m.end())
+            self._set_matrix_key(find_first(self.path, b'"matrix"', self.bom, _is_matrix_key))
+
+    def _set_matrix_key(self, hit: Optional[int]) -> None:
+        self._matrix_found = hit is not None
+        if hit is not None:
+            m = MATRIX_KEY_RE.match(read_at(self.path, hit, len(b'"matrix"') + JUDGE))
+            self._matrix = (hit, hit + m.end())
+
+    def count_records_before_matrix(self) -> int:
+        """The ``"__id__":`` keys before the matrix key (in the whole file when there is none), counted in
+        the pass that finds the key: the part before the matrix is read once, the matrix not at all. A
+        quote preceded by a backslash is inside some string's text (``\\"__id__":`` ends a key's text),
+        not a key: neither is counted (an unescaped quote cannot occur inside a JSON string)."""
+        records, hit = 0, None
+        for offset, which, before in regex_matches(self.path, ID_OR_MATRIX_RE, len(b'"__id__":'), self.bom):
+            if before == ord("\\"):
+                continue
+            if which == 1:
+                records += 1
+            elif judge(self.path, offset, self.bom, len(b'"matrix"'), _is_matrix_key):
+                hit = offset
+                break
+        self._set_matrix_key(hit)
+        return records
 
     def matrix_key_offset(self) -> Optional[int]:
         self._locate_matrix()
@@ -149,6 +169,20 @@ class VDBFile:
             raw -= tail_bytes(self.path, 64).rstrip()[:-2][-2:].count(b"=")  # base64 padding
         row = 4 * self.embedding_dim()
         return raw // row if raw % row == 0 else None
+
+    def check_matrix(self) -> None:
+        """Decode the whole matrix (strict base64, whole float32 rows, the file closed after it) without
+        keeping it: ``validate``'s full read. ``status`` only compares the matrix's length with the rows it
+        should hold. Raises SourceError naming the file and byte offset."""
+        self._locate_matrix()
+        if self._matrix is None:
+            return
+        rows = MatrixRows(self.path, self._matrix[1], self.embedding_dim())
+        rows.close()  # finish() reads with a handle of its own
+        try:
+            rows.finish()
+        finally:
+            rows.close()
 
     FIX = "restore it from a backup (or rebuild the vectors with lightrag.tools.rebuild_vdb)"
 

@@ -133,7 +133,8 @@ class JsonProvider(BackendProvider):
             f"give the current user read permission; {run_hint(['chmod', 'u+r'] + [str(folder / n) for n in unreadable])}"
             if unreadable else "",
         ))
-        # the same bounded-memory structural scan status uses: a corrupt file fails here too
+        # the bounded-memory structural scan status uses (a corrupt file fails here too), and more: every
+        # matrix decoded, vector records parsed exactly where the bytes need it
         readable = [sf for sf in files if sf.name not in unreadable]
         problems = await asyncio.to_thread(_file_problems, readable)
         checks.append(Check(
@@ -261,8 +262,13 @@ def _file_problems(files: List[layout.StoreFile]) -> List[str]:
         counted, problem = try_count(sf.path, sf.namespace)
         if problem:
             problems.append(problem)
-        else:
-            problems.extend(record_problems(sf.path, sf.namespace, deep=True))
+            continue
+        problems.extend(record_problems(sf.path, sf.namespace, deep=True))
+        if sf.kind == "vdb":  # status counts the matrix's rows from its length; validate decodes it
+            try:
+                VDBFile(sf.path, sf.namespace).check_matrix()
+            except SourceError as exc:
+                problems.append(str(exc))
     return problems
 
 
