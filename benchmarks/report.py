@@ -256,7 +256,7 @@ def render(doc: Dict[str, Any], plots: Sequence[Path], relative_to: Path) -> str
         out.append(f"![{plot.stem}]({plot.relative_to(relative_to).as_posix()})")
     out += ["", "Targets (issue 15):", "", *targets(doc), "",
             "Every step (phases in seconds: read = the copy waiting for the reader, write, index = waiting for "
-            "the HNSW builds after the load, verify = reading back the target and, unless the source is JSON (digested during the copy), the source, other = start-up, plan, checkpoints):",
+            "the HNSW builds after the load, verify = reading back the target and, unless its digest was summed during the copy (JSON files, a PostgreSQL snapshot), the source, other = start-up, plan, checkpoints):",
             "", *detail_table(doc)]
     notes = footnotes(doc)
     if notes:
