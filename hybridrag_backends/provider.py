@@ -26,6 +26,9 @@ Optional parts, each with a safe default (a backend that does not override them 
 * ``screen``: splits a batch into the records the target can hold and named rejects for the others (a
   lone surrogate in a key for PostgreSQL...); verification leaves the rejected ones out of the source side;
 * ``duplicate_count``: entries a reader leaves out because a later one has the same key;
+* ``records_final_before_finish`` (class attribute, default False): True when ``finish_target`` changes
+  no record (it only builds or waits for derived structures such as indexes) and the session serves reads
+  while it runs; the engine then verifies during ``finish_target`` instead of after it;
 * ``begin_snapshot`` / ``content_stamp`` (as a migration source): ``begin_snapshot()`` is called once,
   before the plan, so a source that can read from one point in time (PostgreSQL: a REPEATABLE READ
   snapshot held until the session closes) plans, counts and copies the same records; ``content_stamp()``
@@ -182,6 +185,9 @@ class BackendSession(abc.ABC):
 
     Use as ``async with provider.open(config) as session:``.
     """
+
+    # finish_target changes no record and reads may run during it (see the module docstring)
+    records_final_before_finish: ClassVar[bool] = False
 
     async def __aenter__(self) -> "BackendSession":
         await self.connect()

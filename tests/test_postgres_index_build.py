@@ -17,6 +17,8 @@ import pytest
 
 from hybridrag_backends_postgres import vector_index as vix
 
+from hybridrag_backends.devtools.generate import GenerateSpec, generate
+from hybridrag_backends.migration.engine import migrate
 from hybridrag_backends.targets import resolve_target
 
 pytestmark = pytest.mark.postgres
@@ -99,3 +101,31 @@ def test_build_falls_back_to_one_core_when_shared_memory_is_short(pg_fresh_db):
 
     failed, valid, workers = asyncio.run(run())
     assert failed and valid is True and workers == "0"
+
+
+def test_a_migration_analyzes_the_tables_it_loaded_and_no_other(pg_fresh_db, tmp_path):
+    """Planner statistics for every table the run loaded (KV, doc status, overlay, vector tables via their
+    builds, the graph's label tables), and none for a table of the same database the run did not touch:
+    the database-wide ANALYZE it replaced sampled every table there."""
+    source = generate(tmp_path / "src", GenerateSpec(docs=4, chunks_per_doc=2, entities=10, relations=12, dim=16))
+
+    async def run() -> dict:
+        conn = await asyncpg.connect(pg_fresh_db)
+        try:
+            await conn.execute("CREATE TABLE bystander (id int); INSERT INTO bystander SELECT generate_series(1, 10)")
+            target = resolve_target(f"{pg_fresh_db}?embedding_model=analyze&embedding_dim=16", workspace="w",
+                                    for_write=True)
+            await migrate(resolve_target(str(source.directory)), target, batch_size=50)
+            rows = await conn.fetch("SELECT schemaname, relname, last_analyze FROM pg_stat_user_tables "
+                                    "WHERE (n_live_tup > 0 AND schemaname <> 'ag_catalog') OR relname = 'bystander'")
+            return {f"{r['schemaname']}.{r['relname']}": r["last_analyze"] for r in rows}
+        finally:
+            await conn.close()
+
+    analyzed = asyncio.run(run())
+    assert analyzed.pop("public.bystander") is None
+    loaded = [t for t in analyzed if not t.startswith("public.hybridrag_migration_jobs")]
+    for expected in ("public.lightrag_doc_full", "public.lightrag_doc_status", "public.lightrag_vdb_entity_analyze_16d",
+                     "public.lightrag_vdb_relation_analyze_16d", "w_chunk_entity_relation.DIRECTED"):
+        assert expected in loaded, sorted(analyzed)
+    assert [t for t in loaded if analyzed[t] is None] == []

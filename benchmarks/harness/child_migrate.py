@@ -10,10 +10,12 @@ sessions (the provider contract: ``read``, ``write_batch``, ``finish_store``, ``
 ``prepare_target``) and around the job file saves; nothing in the engine or the providers is changed:
 
 * ``write``: time in the target's ``write_batch`` and ``finish_store`` during the copy;
-* ``index``: time in the target's ``finish_target`` (PostgreSQL waits there for the HNSW builds that did
-  not finish while later stores loaded; the JSON target renames nothing there);
+* ``index``: the wall time of the target's ``finish_target`` (PostgreSQL waits there for the HNSW builds
+  that did not finish while later stores loaded; the JSON target renames nothing there);
 * ``read``: the rest of the copy's wall time, i.e. the time the writer waited for the reader (reading
   overlaps writing, so this is the part of reading that is not hidden), minus ``prepare`` and ``checkpoint``;
+* ``verify``: the part of verification's wall time after ``finish_target`` returned (a PostgreSQL target is
+  verified while its index builds finish: only what outlasts them adds to the step); ``verify_wall``: all of it;
 * ``verify_source`` / ``verify_target``: verification reads back and digests each side in turn (an immutable
   JSON source is not read again: its digest was summed during the copy, so ``verify_source`` is 0 there);
 * ``read_busy``: the reader's own time (overlaps ``write``; not part of the sum).
@@ -64,14 +66,21 @@ class Timings(ProgressListener):
         self.marks["verify"] = now()
         self.phase = "verify"
 
+    def store_verified(self, result) -> None:  # noqa: ANN001
+        self.marks["verify_end"] = now()
+
     # -- timers around the session calls -------------------------------------------------
 
     def timed(self, name: str, method):  # noqa: ANN001
         async def call(*args: Any, **kwargs: Any) -> Any:
             started = now()
+            if name == "finish_target":
+                self.marks["finish"] = started
             try:
                 return await method(*args, **kwargs)
             finally:
+                if name == "finish_target":
+                    self.marks["finish_end"] = now()
                 self.add(f"{self.phase}.{name}", now() - started)
                 self.calls[f"{self.phase}.{name}"] = self.calls.get(f"{self.phase}.{name}", 0) + 1
         return call
@@ -158,10 +167,12 @@ async def main(args: argparse.Namespace) -> Dict[str, Any]:
     ended = now()
     t = timings.totals
     marks = timings.marks
-    copy_end = marks.get("verify", ended)
+    copy_end = min(marks.get("verify", ended), marks.get("finish", ended))  # then finishing and verifying
     copy_wall = copy_end - marks.get("copy", started)
     write = t.get("copy.write_batch", 0.0) + t.get("copy.finish_store", 0.0)
-    index = t.get("copy.finish_target", 0.0)
+    index = marks["finish_end"] - marks["finish"] if "finish_end" in marks else 0.0
+    verify_end = marks.get("verify_end", marks.get("verify", ended))
+    verify_shown = max(0.0, verify_end - max(marks.get("verify", ended), marks.get("finish_end", 0.0)))
     other_in_copy = t.get("copy.prepare_target", 0.0) + t.get("copy.checkpoint", 0.0)
     out.update(
         records=job.migrated_records if job else 0,
@@ -174,13 +185,14 @@ async def main(args: argparse.Namespace) -> Dict[str, Any]:
         phases={
             "plan": round(marks.get("plan", started) - started, 3),
             "prepare": round(t.get("copy.prepare_target", 0.0), 3),
-            "read": round(max(0.0, copy_wall - write - index - other_in_copy), 3),
+            "read": round(max(0.0, copy_wall - write - other_in_copy), 3),
             "write": round(write, 3),
             "index": round(index, 3),
             "checkpoint": round(t.get("copy.checkpoint", 0.0), 3),
             "verify_source": round(t.get("verify.source.read_span", 0.0), 3),
             "verify_target": round(t.get("verify.target.read_span", 0.0), 3),
-            "verify": round(ended - marks["verify"], 3) if "verify" in marks else 0.0,
+            "verify": round(verify_shown, 3) if "verify" in marks else 0.0,
+            "verify_wall": round(verify_end - marks["verify"], 3) if "verify" in marks else 0.0,
             "read_busy": round(t.get("copy.source.read_busy", 0.0), 3),
             "migrate": round(ended - started, 3),
         },

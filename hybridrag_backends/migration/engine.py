@@ -18,7 +18,9 @@ One run (``migrate``):
    hold (``screen``) go to the rejects file with their key and location, the target
    commits the rest (with the job where it can) and the job file is replaced
    atomically;
-4. verify (:mod:`.verify`) and mark the job COMPLETED. Where the source's records cannot change
+4. finish the target (``finish_target``: PostgreSQL waits for its index builds there), verify
+   (:mod:`.verify`; during ``finish_target`` when the target's records are final before it, see
+   :meth:`Migration.finish_and_verify`) and mark the job COMPLETED. Where the source's records cannot change
    under the copy (its session has a ``content_stamp()``: a JSON file set, or a PostgreSQL snapshot,
    see below), the source side of the digest is summed while copying: each batch is hashed in a
    worker thread before the target's writer sees it, the sum is kept with the store's checkpoint, and
@@ -388,11 +390,36 @@ class Migration:
             await asyncio.to_thread(release_free_pages)  # this store's freed buffers, before the next one's
             self.progress.store_finished(store_plan, cp)
         self.job.current_store = None
+
+    async def finish(self) -> None:
         try:
             await self.dst.finish_target(self.job)
         except BaseException as exc:
             raise _as_target_error(exc, "finishing the target") from exc
         jobstore.save(self.job)
+
+    async def finish_and_verify(self) -> None:
+        """``finish()`` then ``verify()``; both at once when the target says ``finish_target`` changes no
+        record (``records_final_before_finish``: PostgreSQL only waits for its index builds there), so the
+        read-back runs while the server builds. The job completes only once both have; the first error in
+        the sequential order (finishing, then verifying) is the one raised, and the other is stopped."""
+        verify = self.job.options.get("verify", True)
+        if not (verify and getattr(self.dst, "records_final_before_finish", False)):
+            await self.finish()
+            if verify:
+                await self.verify()
+            return
+        finishing, verifying = asyncio.ensure_future(self.finish()), asyncio.ensure_future(self.verify())
+        try:
+            await asyncio.wait({finishing, verifying}, return_when=asyncio.FIRST_EXCEPTION)
+        finally:  # an error in one, or this task cancelled: nothing is left running on the sessions
+            for task in (finishing, verifying):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(finishing, verifying, return_exceptions=True)
+        for task in (finishing, verifying):
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()
 
     def _source_hasher(self, store: StoreInfo, cp: MigrationCheckpoint) -> Optional[Callable[[Record], int]]:
         """The hasher that sums the store's source digest while copying, or None (the source is read
@@ -735,8 +762,7 @@ async def _run(
         except BaseException as exc:
             raise _as_target_error(exc, "saving the job in the target") from exc
         await run.copy()
-        if job.options.get("verify", True):
-            await run.verify()
+        await run.finish_and_verify()
         await check_source_unchanged(src, job)  # HybridRAG may have ingested into the source meanwhile
     except (_Stopped, asyncio.CancelledError, KeyboardInterrupt) as exc:
         stopped = MigrationInterrupted(

@@ -63,6 +63,10 @@ PER_RECORD_VECTOR_LOST = (
 
 
 class PostgresSession(BackendSession):
+    # finish_target only waits for the index builds (own connections) and runs ANALYZE on one of its own:
+    # the engine verifies, on self.conn, meanwhile
+    records_final_before_finish = True
+
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.ws = config.postgres_workspace
@@ -78,6 +82,7 @@ class PostgresSession(BackendSession):
         self.retry_backoff = float(extra.get("retry_backoff", 0.5))
         # vector index builds run on their own connections while the next stores load
         self._vector_dims: Dict[str, int] = {}
+        self._target_stores: List[StoreInfo] = []  # what prepare_target was given: finish_target analyzes their tables
         self._builds: Dict[str, "asyncio.Task[None]"] = {}
         self._build_slots = asyncio.Semaphore(max(1, int(extra.get("index_builds", 1))))
         # per vector table: the index strategy of this run (vector_index.Choice.to_dict())
@@ -430,6 +435,7 @@ class PostgresSession(BackendSession):
             elif s.kind in (StoreKind.KV, StoreKind.DOC_STATUS) and s.namespace not in naming.KV_TABLES and s.namespace != "doc_status":
                 pass  # extra KV store: hybridrag_extra_kv
         self._vector_dims = vectors
+        self._target_stores = list(stores)
         await self._refuse_index_type_change(vectors)
         graph = any(s.kind in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES) for s in stores)
         self.vector_tables = await create_schema(
@@ -785,8 +791,40 @@ class PostgresSession(BackendSession):
             self._start_index_build(store.namespace, job)
 
     async def finish_target(self, job: MigrationJob) -> None:
-        await self._finish_index_builds(job)
-        await self.conn.execute("ANALYZE")
+        # Planner statistics for what this run loaded, gathered while the index builds finish (a
+        # database-wide ANALYZE after them sat in the tail of every migration and sampled every other table
+        # of the database too). A table with a build of ours is analyzed by that build's task: an ANALYZE
+        # would wait for its CREATE INDEX CONCURRENTLY.
+        analyzing = asyncio.ensure_future(self._analyze_loaded())
+        try:
+            await self._finish_index_builds(job)
+        except BaseException:
+            analyzing.cancel()
+            await asyncio.gather(analyzing, return_exceptions=True)  # its connection is closed, not left behind
+            raise
+        await analyzing
+
+    async def _analyze_loaded(self) -> None:
+        """On a connection of its own: verification reads on self.conn meanwhile."""
+        tables = {naming.OVERLAY_TABLE}
+        for s in self._target_stores:
+            if s.kind in (StoreKind.KV, StoreKind.DOC_STATUS):
+                tables.add(self._table(s))
+            elif s.kind is StoreKind.VECTOR:
+                table = self.vector_tables.get(s.namespace)
+                if table and self._index_choices.get(table.lower(), {}).get("strategy") in ("deferred", "none"):
+                    tables.add(table)
+        conn = await connect(self.config, vectors=False)
+        try:
+            await conn.execute("SET search_path = public, ag_catalog")  # as self.conn: LightRAG's names unqualified
+            if any(s.kind in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES) for s in self._target_stores):
+                g = naming.quote_ident(self.graph)
+                tables.update(f"{g}.{naming.quote_ident(r['relname'])}" for r in await conn.fetch(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = $1 AND c.relkind = 'r'", self.graph))
+            await conn.execute(f"ANALYZE {', '.join(sorted(tables))}")
+        finally:
+            await conn.close()
 
     # -- jobs ------------------------------------------------------------------
 
