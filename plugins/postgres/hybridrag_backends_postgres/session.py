@@ -62,6 +62,10 @@ PER_RECORD_VECTOR_LOST = (
 )
 
 
+# every connection of a session: LightRAG's table names unqualified, AGE's functions without a prefix
+SEARCH_PATH_SQL = "SET search_path = public, ag_catalog"
+
+
 class PostgresSession(BackendSession):
     # finish_target only waits for the index builds (own connections) and runs ANALYZE on one of its own:
     # the engine verifies, on self.conn, meanwhile
@@ -97,7 +101,7 @@ class PostgresSession(BackendSession):
 
     async def connect(self) -> None:
         self.conn = await connect(self.config)
-        await self.conn.execute("SET search_path = public, ag_catalog")
+        await self.conn.execute(SEARCH_PATH_SQL)
         self._stages = set()
 
     async def begin_snapshot(self, *, target: Optional[BackendSession] = None) -> None:
@@ -816,7 +820,7 @@ class PostgresSession(BackendSession):
                     tables.add(table)
         conn = await connect(self.config, vectors=False)
         try:
-            await conn.execute("SET search_path = public, ag_catalog")  # as self.conn: LightRAG's names unqualified
+            await conn.execute(SEARCH_PATH_SQL)
             if any(s.kind in (StoreKind.GRAPH_NODES, StoreKind.GRAPH_EDGES) for s in self._target_stores):
                 g = naming.quote_ident(self.graph)
                 tables.update(f"{g}.{naming.quote_ident(r['relname'])}" for r in await conn.fetch(
